@@ -1,0 +1,16 @@
+"""evse_can_ros: ROS 2 customer side of the Advantics Generic EVSE CAN interface.
+
+Sub-packages (only ``ros`` imports rclpy):
+
+* ``protocol``  - the CAN database, codec and pistol-index addressing (pure Python)
+* ``core``      - state machines that take ``now`` and frames in, return frames / commands out
+* ``converter`` - DC/DC converter backends (simulated converter by default)
+* ``transport`` - the python-can link
+* ``ros``       - thin ROS 2 node adapters
+* ``tools``     - command line, record / replay / plot
+
+The generated ROS interfaces live beside them as ``evse_can_ros.msg``/``srv``/``action`` once
+the package is built with colcon.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""ROS 2 adapters: the only sub-package that imports rclpy."""

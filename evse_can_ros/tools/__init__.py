@@ -1,0 +1,1 @@
+"""Command line tools: the ``evse-can-ros`` command, record / replay / plot."""

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Run every check: lint (ruff), types (mypy --strict on the pure-Python packages), tests (pytest).
+#
+#   ./scripts/test.sh               # everything (brings the build up to date first)
+#   ./scripts/test.sh -k codec      # extra arguments go to pytest
+#
+# Exit status is non-zero if any of the three fails.
+set -uo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=$(realpath -m "${EVSE_CAN_ROS_STATE:-$REPO/.ros2}")
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST   # DDS stays on this machine
+export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-42}
+
+# The build must be current (new files are only installed by a build); fast when it is.
+log=$(mktemp)
+"$REPO/scripts/setup.sh" > "$log" 2>&1 || { cat "$log" >&2; rm -f "$log"; exit 2; }
+rm -f "$log"
+set +u; . "$STATE/env.sh"; set -u
+cd "$REPO"
+
+existing() { for d in "$@"; do [ -e "$d" ] && printf '%s\n' "$d"; done; }
+failed=()
+echo "== ruff"
+mapfile -t lint_paths < <(existing evse_can_ros test bench launch)
+ruff check "${lint_paths[@]}" && ruff format --check --quiet "${lint_paths[@]}" || failed+=(ruff)
+echo "== mypy --strict (pure-Python packages)"
+mapfile -t pure < <(existing evse_can_ros/protocol evse_can_ros/core evse_can_ros/converter \
+                             evse_can_ros/transport evse_can_ros/tools)
+mypy "${pure[@]}" || failed+=(mypy)
+echo "== pytest"
+# `pytest` (not `python -m pytest`): the repo root must not shadow the installed package.
+pytest "$@" || failed+=(pytest)
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "all checks passed"
