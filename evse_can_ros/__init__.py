@@ -13,4 +13,10 @@ The generated ROS interfaces live beside them as ``evse_can_ros.msg``/``srv``/``
 the package is built with colcon.
 """
 
+from pkgutil import extend_path
+
+# Run from a source checkout (e.g. `python -c ...` in the repo root), this file shadows the
+# installed package that also holds the generated interfaces; search the installed copies too.
+__path__ = extend_path(__path__, __name__)
+
 __version__ = "0.1.0"

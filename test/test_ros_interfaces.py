@@ -79,3 +79,21 @@ def test_smoke_command_over_local_dds() -> None:
     assert (
         "smoke OK" in result.stdout and "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST" in result.stdout
     )
+
+
+def test_generated_interfaces_import_from_the_repo_root() -> None:
+    """`python -c` in a source checkout must not hide the generated msg/ (pitfall 5)."""
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    code = "from evse_can_ros.msg import CanFrame; from evse_can_ros.protocol import load_codec"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
