@@ -7,6 +7,7 @@ the domain is explicit; both are set here, before any test can initialise rclpy.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", "42")
 
 REPO = Path(__file__).resolve().parents[1]
+# Test the source tree (new files need no rebuild); evse_can_ros/__init__.py extends the package
+# path to the colcon install, where the generated msg/srv/action modules live.
+sys.path.insert(0, str(REPO))
 
 
 def vendor_dir() -> Path:

@@ -1,0 +1,1 @@
+"""DC/DC converter backends: the interface, the registry and the simulated converter."""

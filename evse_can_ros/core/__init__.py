@@ -1,0 +1,1 @@
+"""Pure state machines and models: no rclpy, no threads, no wall clock (``now`` is an argument)."""
