@@ -78,6 +78,8 @@ class ErrorCode(IntEnum):
     CANCELLED = 110
     SESSION_ABORTED = 111
     UNSAFE_VOLTAGE = 112
+    INVALID_GOAL = 113
+    BUSY = 114
 
 
 class Outcome(IntEnum):

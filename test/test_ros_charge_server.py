@@ -1,0 +1,272 @@
+"""charge_server + can_bridge over the virtual bus, with a scripted controller (vendor KCD).
+
+The full end-to-end charge (with the controller simulator and the converter driver) is in
+test_ros_end_to_end.py; here the controller side is scripted frame by frame so that each goal
+policy is checked in isolation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.action import ActionClient  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from std_msgs.msg import Bool  # noqa: E402
+
+from evse_can_ros import msg as ros  # noqa: E402
+from evse_can_ros.action import Charge  # noqa: E402
+from evse_can_ros.ros.can_bridge_node import LATCHED, CanBridgeNode  # noqa: E402
+from evse_can_ros.ros.charge_server_node import ChargeServerNode  # noqa: E402
+from evse_can_ros.ros.testing import RosHarness  # noqa: E402
+from evse_can_ros.tools.bus_peer import BusPeer  # noqa: E402
+
+STATES = {
+    "Waiting_For_PEV": 1,
+    "Negotiating_Connection": 2,
+    "Connected_With_Full_Info": 3,
+    "Insulation_Test": 4,
+    "Precharge": 5,
+    "Waiting_For_Charge": 6,
+    "Charging": 7,
+    "Ending_Charge": 8,
+    "Closing_Communication": 10,
+    "Not_Available": 12,
+}
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[RosHarness]:
+    h = RosHarness()
+    yield h
+    h.close()
+
+
+class Rig:
+    """Bridge + charge server in a fresh namespace, a scripted controller and a fake converter."""
+
+    def __init__(self, harness: RosHarness, vendor_kcd: Any) -> None:
+        self.h = harness
+        self.ns = f"/t{uuid.uuid4().hex[:8]}"
+        channel = f"cs-{uuid.uuid4().hex[:8]}"
+        self.peer = BusPeer("virtual", channel, vendor_kcd)
+        self.bridge = harness.add(
+            CanBridgeNode,
+            namespace=self.ns,
+            parameter_overrides=[
+                Parameter("can_interface", value="virtual"),
+                Parameter("can_channel", value=channel),
+                Parameter("can_bitrate", value=0),
+            ],
+        )
+        self.server = harness.add(
+            ChargeServerNode,
+            namespace=self.ns,
+            parameter_overrides=[
+                Parameter("safe_voltage_timeout", value=3.0),
+                Parameter("controller_lost_grace", value=1.0),
+            ],
+        )
+        node = harness.node
+        self.client = ActionClient(node, Charge, f"{self.ns}/charge")
+        self.status_pub = node.create_publisher(
+            ros.PowerModulesStatus, f"{self.ns}/power_modules_status", 10
+        )
+        self.voltage, self.current = 0.0, 0.0
+        self.feedback: list[Any] = []
+        self.availability: list[Any] = []
+        self.unplug: list[bool] = []
+        node.create_subscription(
+            ros.ChargerAvailability,
+            f"{self.ns}/charger_availability",
+            self.availability.append,
+            LATCHED,
+        )
+        node.create_subscription(
+            Bool, f"{self.ns}/safe_to_unplug", lambda m: self.unplug.append(m.data), LATCHED
+        )
+        assert self.client.wait_for_server(timeout_sec=5.0)
+
+    def power(self, voltage: float, current: float = 0.0) -> None:
+        self.voltage, self.current = voltage, current
+        for _ in range(3):
+            self.status_pub.publish(
+                ros.PowerModulesStatus(
+                    present_voltage=voltage,
+                    present_current=current,
+                    power_modules_temperature=30.0,
+                    enclosure_temperature=25.0,
+                    system_enable=True,
+                    insulation_resistance=math.inf,
+                )
+            )
+            time.sleep(0.05)
+
+    def state(self, name: str, settle: float = 0.3) -> None:
+        self.peer.heartbeat(STATES[name])
+        time.sleep(settle)
+        self.power(self.voltage, self.current)
+
+    def send_goal(self, **fields: Any) -> Any:
+        goal = Charge.Goal(**fields)
+        future = self.client.send_goal_async(
+            goal, feedback_callback=lambda f: self.feedback.append(f.feedback)
+        )
+        assert self.h.wait_for(future.done, 5.0)
+        handle = future.result()
+        assert handle.accepted
+        return handle
+
+    def result(self, handle: Any, timeout: float = 10.0) -> Any:
+        future = handle.get_result_async()
+        assert self.h.wait_for(future.done, timeout), "no result"
+        return future.result().result
+
+    def flags(self) -> list[bytes]:
+        return [bytes(r.msg.data) for r in self.peer.frames("Sequence_Control")]
+
+    def open_session(self, ncs_soc: int = 30) -> None:
+        self.state("Waiting_For_PEV")
+        self.state("Negotiating_Connection")
+        self.state("Connected_With_Full_Info", settle=0.1)
+        self.peer.send(
+            "New_Charge_Session",
+            {
+                "Communication_Protocol": 2,
+                "Plug_and_pins": 0,
+                "EV_Maximum_Voltage": 450.0,
+                "EV_Maximum_Current": 200.0,
+                "Battery_Capacity": 60,
+                "State_of_Charge": ncs_soc,
+            },
+        )
+        time.sleep(0.3)
+
+    def charge(self) -> None:
+        self.state("Insulation_Test")
+        self.power(10.0)
+        self.state("Precharge")
+        self.power(380.0)
+        self.state("Waiting_For_Charge")
+        self.state("Charging")
+        self.power(385.0, 100.0)
+
+    def end_clean(self) -> None:
+        self.power(385.0, 0.0)
+        self.state("Ending_Charge")
+        self.power(5.0)
+        self.state("Closing_Communication", settle=0.1)
+        self.peer.send("Charge_Session_Finished", {"State": 0})
+        self.state("Waiting_For_PEV")
+
+    def close(self) -> None:
+        self.client.destroy()
+        self.h.remove(self.server)
+        self.h.remove(self.bridge)
+        self.peer.close()
+
+
+@pytest.fixture
+def rig(harness: RosHarness, vendor_kcd: Any) -> Iterator[Rig]:
+    r = Rig(harness, vendor_kcd)
+    yield r
+    r.close()
+
+
+def test_goal_to_target_soc(rig: Rig) -> None:
+    rig.peer.heartbeat(STATES["Waiting_For_PEV"])
+    rig.power(0.0)
+    assert rig.h.wait_for(
+        lambda: rig.availability and rig.availability[-1].availability_name == "available", 3.0
+    )
+    handle = rig.send_goal(target_soc=40.0, max_voltage=500.0, max_current=150.0)
+    assert rig.h.wait_for(rig.flags, 2.0)
+    assert rig.flags()[0][0] == 1  # Start_Charge_Authorisation
+    assert rig.h.wait_for(lambda: any(f[0] & 2 for f in rig.flags()), 2.0)  # CHAdeMO start pulse
+    rig.open_session()
+    assert rig.h.wait_for(lambda: rig.peer.frames("Power_Modules_Limits"), 2.0)
+    limits = rig.peer.decoded("Power_Modules_Limits")[-1][1]
+    assert (limits["Maximum_Voltage"], limits["Maximum_Current"]) == (500.0, 150.0)
+    assert rig.h.wait_for(lambda: rig.flags()[-1][1] & 4, 2.0)  # Charge_Parameters_Done
+    rig.charge()
+    assert rig.h.wait_for(lambda: rig.availability[-1].availability_name == "charging", 3.0)
+    assert rig.unplug[-1] is False
+    rig.peer.send(
+        "Charging_Loop", {"Target_Voltage": 420.0, "Target_Current": 100.0, "State_of_Charge": 40}
+    )
+    assert rig.h.wait_for(lambda: any(f[2] & 1 for f in rig.flags()), 3.0)  # User_Stop_Button
+    rig.end_clean()
+    result = rig.result(handle)
+    assert result.error_code == 0 and result.outcome == Charge.Result.OUTCOME_LIMIT_REACHED
+    assert result.safe_to_unplug and result.final_soc == 40.0 and result.initial_soc == 30.0
+    assert result.energy_delivered > 0
+    stages = [f.stage for f in rig.feedback]
+    assert stages == sorted(stages) and Charge.Feedback.STAGE_CHARGING in stages
+    assert rig.h.wait_for(lambda: rig.unplug and rig.unplug[-1] is True, 3.0)
+
+
+def test_second_goal_and_invalid_goal_are_refused_with_a_reason(rig: Rig) -> None:
+    rig.peer.heartbeat(STATES["Waiting_For_PEV"])
+    first = rig.send_goal(plug_in_timeout=0.0)
+    time.sleep(0.3)
+    second = rig.send_goal()
+    r2 = rig.result(second, 3.0)
+    assert r2.error_code == Charge.Result.BUSY and "busy" in r2.error_msg
+    bad = rig.send_goal(target_soc=150.0)
+    r3 = rig.result(bad, 3.0)
+    assert r3.error_code == Charge.Result.INVALID_GOAL and "target_soc" in r3.error_msg
+    cancel = first.cancel_goal_async()
+    assert rig.h.wait_for(cancel.done, 3.0)
+    r1 = rig.result(first, 3.0)
+    assert r1.error_code == Charge.Result.CANCELLED
+
+
+def test_cancel_while_charging_presses_stop_and_waits_for_the_end(rig: Rig) -> None:
+    handle = rig.send_goal()
+    rig.open_session()
+    rig.charge()
+    cancel = handle.cancel_goal_async()
+    assert rig.h.wait_for(cancel.done, 3.0)
+    assert rig.h.wait_for(lambda: any(f[2] & 1 for f in rig.flags()), 3.0)
+    get = handle.get_result_async()
+    time.sleep(0.5)
+    assert not get.done()  # the result waits for the session to end
+    rig.end_clean()
+    assert rig.h.wait_for(get.done, 5.0)
+    result = get.result().result
+    assert result.error_code == Charge.Result.CANCELLED and result.safe_to_unplug
+
+
+def test_emergency_stop_ends_the_goal_with_its_origin(rig: Rig) -> None:
+    handle = rig.send_goal()
+    rig.open_session()
+    rig.charge()
+    rig.peer.send("Emergency_Stop", {"Origin": 1})
+    assert rig.h.wait_for(lambda: rig.availability[-1].availability_name == "faulted", 3.0)
+    rig.power(0.0)
+    rig.state("Closing_Communication", settle=0.1)
+    rig.peer.send("Charge_Session_Finished", {"State": 1})
+    rig.state("Waiting_For_PEV")
+    result = rig.result(handle)
+    assert result.error_code == Charge.Result.EMERGENCY_STOP_EVSE
+    assert result.session_end_state == Charge.Result.SESSION_END_RUSHED
+
+
+def test_controller_lost(rig: Rig) -> None:
+    handle = rig.send_goal()
+    rig.open_session()
+    rig.charge()
+    rig.peer.heartbeat(None)
+    rig.power(2.0)
+    result = rig.result(handle, 5.0)
+    assert result.error_code == Charge.Result.CONTROLLER_LOST
+    assert rig.availability[-1].availability_name == "unavailable"
