@@ -270,3 +270,37 @@ def test_controller_lost(rig: Rig) -> None:
     result = rig.result(handle, 5.0)
     assert result.error_code == Charge.Result.CONTROLLER_LOST
     assert rig.availability[-1].availability_name == "unavailable"
+
+
+def test_charge_command_shows_progress_and_the_result(rig: Rig) -> None:
+    import io
+    import threading
+
+    from evse_can_ros.ros.charge_client import ChargeRequest, progress_bar, run_charge
+
+    assert progress_bar(0.5, 10) == "[#####-----]" and progress_bar(float("nan"), 4) == "[????]"
+    out = io.StringIO()
+    outcome: list[Any] = []
+    rig.peer.heartbeat(STATES["Waiting_For_PEV"])
+    thread = threading.Thread(
+        target=lambda: outcome.append(
+            run_charge(ChargeRequest(rig.ns, {"target_soc": 40.0}), out=out, context=rig.h.context)
+        )
+    )
+    thread.start()
+    assert rig.h.wait_for(rig.flags, 5.0)
+    rig.open_session()
+    rig.charge()
+    time.sleep(1.0)
+    rig.peer.send(
+        "Charging_Loop", {"Target_Voltage": 420.0, "Target_Current": 100.0, "State_of_Charge": 40}
+    )
+    assert rig.h.wait_for(lambda: any(f[2] & 1 for f in rig.flags()), 3.0)
+    rig.end_clean()
+    thread.join(timeout=10.0)
+    assert outcome and outcome[0][0] == 0, out.getvalue()
+    text = out.getvalue()
+    assert "charging" in text and "385.0 V" in text and "SoC" in text and "[" in text
+    assert (
+        "result:        OK" in text and "limit_reached" in text and "safe to unplug: yes" in text
+    )

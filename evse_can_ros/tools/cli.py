@@ -1,7 +1,8 @@
 """The ``evse-can-ros`` command.
 
 Errors are reported as one line on stderr with a non-zero exit code (2 = bad usage or input,
-1 = the operation failed, 130 = interrupted); tracebacks are for bugs only.
+1 = the operation failed, 130 = interrupted); tracebacks are for bugs only. Subcommands that
+need ROS import it lazily (this module must not import rclpy: see test_architecture.py).
 """
 
 from __future__ import annotations
@@ -26,10 +27,168 @@ class CliError(Exception):
 Command = Callable[[argparse.Namespace], int]
 
 
+# --- smoke ------------------------------------------------------------------------------------
+
+
+def _add_smoke(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "smoke",
+        help="check that rclpy and the generated interfaces work (local DDS only)",
+        description="Create a node, publish a ControllerState message to itself over DDS on "
+        "this machine and check it arrives.",
+    )
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+    p.set_defaults(func=_cmd_smoke)
+
+
 def _cmd_smoke(args: argparse.Namespace) -> int:
     from evse_can_ros.ros.smoke import run_smoke  # rclpy only when needed
 
     return int(run_smoke(timeout=args.timeout))
+
+
+# --- charge / status --------------------------------------------------------------------------
+
+
+def _add_charge(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "charge",
+        help="charge the vehicle on a pistol (Charge action) with live progress",
+        description="Send one Charge goal and follow it. Ctrl-C cancels the goal "
+        "(User_Stop_Button) and waits for the session to end; a second Ctrl-C leaves at once. "
+        "Exit code 0 when the charge ended without error.",
+    )
+    p.add_argument("-n", "--namespace", default="", help="pistol namespace, e.g. /evse/pistol1")
+    p.add_argument(
+        "--target-soc",
+        type=float,
+        default=0.0,
+        metavar="PCT",
+        help="end at this SoC [%%] (default: the vehicle decides)",
+    )
+    p.add_argument(
+        "--max-energy",
+        type=float,
+        default=0.0,
+        metavar="KWH",
+        help="end after this energy [kWh] (default: no limit)",
+    )
+    p.add_argument(
+        "--max-duration",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="end after this time charging [s] (default: no limit)",
+    )
+    p.add_argument(
+        "--plug-in-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="give up if no vehicle session opens in time [s]; 0 = wait forever (default 300)",
+    )
+    p.add_argument(
+        "--max-voltage",
+        type=float,
+        default=0.0,
+        metavar="V",
+        help="session voltage limit [V] (default: controller config)",
+    )
+    p.add_argument(
+        "--max-current",
+        type=float,
+        default=0.0,
+        metavar="A",
+        help="session current limit [A] (default: controller config)",
+    )
+    p.add_argument(
+        "--max-power",
+        type=float,
+        default=0.0,
+        metavar="KW",
+        help="session power limit [kW] (default: none)",
+    )
+    p.add_argument(
+        "--no-authorise-start", action="store_true", help="do not send Start_Charge_Authorisation"
+    )
+    p.add_argument(
+        "--refuse-ccs-authorisation",
+        action="store_true",
+        help="answer the CCS authorisation with Invalid",
+    )
+    p.add_argument(
+        "--no-chademo-start", action="store_true", help="do not emulate the CHAdeMO start button"
+    )
+    p.add_argument(
+        "--server-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="wait this long for the charge server (default 10)",
+    )
+    p.set_defaults(func=_cmd_charge)
+
+
+def goal_values(args: argparse.Namespace) -> dict[str, float | bool]:
+    """Charge goal fields (SI units) from the command-line options, validated."""
+    from evse_can_ros.core.charge_session import validate_goal
+    from evse_can_ros.core.config import ConfigError
+
+    values: dict[str, float | bool] = {
+        "target_soc": args.target_soc,
+        "max_energy": args.max_energy * 1000.0,
+        "max_duration": args.max_duration,
+        "plug_in_timeout": args.plug_in_timeout,
+        "max_voltage": args.max_voltage,
+        "max_current": args.max_current,
+        "max_power": args.max_power * 1000.0,
+        "authorise_start": not args.no_authorise_start,
+        "accept_ccs_authorisation": not args.refuse_ccs_authorisation,
+        "press_chademo_start": not args.no_chademo_start,
+    }
+    try:
+        validate_goal(**values)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    return values
+
+
+def _cmd_charge(args: argparse.Namespace) -> int:
+    values = goal_values(args)
+    from evse_can_ros.ros.charge_client import ChargeRequest, run_charge
+
+    code, _ = run_charge(ChargeRequest(args.namespace, values, server_timeout=args.server_timeout))
+    return int(code)
+
+
+def _add_status(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "status", help="show a pistol's state (controller, availability, power stage, vehicle)"
+    )
+    p.add_argument("-n", "--namespace", default="", help="pistol namespace, e.g. /evse/pistol1")
+    p.add_argument("-w", "--watch", action="store_true", help="refresh every second until Ctrl-C")
+    p.set_defaults(func=_cmd_status)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from evse_can_ros.ros.charge_client import run_status
+
+    return int(run_status(args.namespace, args.watch))
+
+
+# --- decode -----------------------------------------------------------------------------------
+
+
+def _add_decode(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "decode",
+        help="decode candump-style frames (ID#DATA) with the CAN database",
+        description="Decode frames given as candump-style ID#DATA, e.g. 01068009#07.",
+    )
+    p.add_argument("frames", nargs="+", metavar="ID#DATA")
+    p.add_argument("--pistol-index", type=int, default=None, help="only accept this pistol index")
+    p.add_argument("--database", default=None, help="CAN database (.dbc/.kcd); default: packaged")
+    p.set_defaults(func=_cmd_decode)
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
@@ -51,6 +210,9 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return status
 
 
+SUBCOMMANDS = (_add_charge, _add_status, _add_decode, _add_smoke)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -60,25 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    p = sub.add_parser(
-        "smoke",
-        help="check that rclpy and the generated interfaces work (local DDS only)",
-        description="Create a node, publish a ControllerState message to itself over "
-        "DDS on this machine and check it arrives.",
-    )
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
-    p.set_defaults(func=_cmd_smoke)
-
-    p = sub.add_parser(
-        "decode",
-        help="decode candump-style frames (ID#DATA) with the CAN database",
-        description="Decode frames given as candump-style ID#DATA, e.g. 01068009#07.",
-    )
-    p.add_argument("frames", nargs="+", metavar="ID#DATA")
-    p.add_argument("--pistol-index", type=int, default=None, help="only accept this pistol index")
-    p.add_argument("--database", default=None, help="CAN database (.dbc/.kcd); default: packaged")
-    p.set_defaults(func=_cmd_decode)
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
@@ -92,13 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     func: Command = args.func
     try:
-        return func(args)
-    except CliError as exc:
+        return int(func(args))
+    except (CliError, ProtocolError) as exc:
         print(f"evse-can-ros {args.command}: error: {exc}", file=sys.stderr)
-        return exc.code
-    except ProtocolError as exc:
-        print(f"evse-can-ros {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.code if isinstance(exc, CliError) else 2
     except KeyboardInterrupt:
         print(f"evse-can-ros {args.command}: interrupted", file=sys.stderr)
         return 130
