@@ -704,20 +704,24 @@ def test_node_executable_exits_2_with_one_line_for_bad_parameters() -> None:
     assert math.isfinite(result.returncode)
 
 
-def test_readme_documents_every_topic_and_service_of_the_node(harness: RosHarness,
-                                                              bridge: CanBridgeNode) -> None:
+def test_readme_documents_every_topic_and_service_of_the_node(
+    harness: RosHarness, bridge: CanBridgeNode
+) -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     name, ns = bridge.get_name(), bridge.get_namespace()
 
     def relative(full: str) -> str:
-        return full[len(ns) + 1:] if full.startswith(ns + "/") else full
+        return full[len(ns) + 1 :] if full.startswith(ns + "/") else full
 
     assert harness.wait_for(lambda: harness.node.get_service_names_and_types_by_node(name, ns), 5)
     pubs = [relative(t) for t, _ in harness.node.get_publisher_names_and_types_by_node(name, ns)]
     subs = [relative(t) for t, _ in harness.node.get_subscriber_names_and_types_by_node(name, ns)]
     services = [relative(s) for s, _ in harness.node.get_service_names_and_types_by_node(name, ns)]
-    ours = [n for n in pubs + subs + services
-            if not n.startswith(("/rosout", "/parameter_events", "can_bridge/"))]
+    ours = [
+        n
+        for n in pubs + subs + services
+        if not n.startswith(("/rosout", "/parameter_events", "can_bridge/"))
+    ]
     assert len(ours) > 20
     missing = [n for n in ours if f"`{n}`" not in readme]
     assert not missing, f"not in README: {missing}"

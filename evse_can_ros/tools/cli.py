@@ -210,7 +210,180 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return status
 
 
-SUBCOMMANDS = (_add_charge, _add_status, _add_decode, _add_smoke)
+# --- record / replay / plot -------------------------------------------------------------------
+
+
+def _add_record(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "record",
+        help="record a pistol (raw CAN frames + decoded topics) to a rosbag2",
+        description="Subscribe to the pistol's raw CAN frames (turning publish_raw_frames on in "
+        "the bridge) and to every decoded and power-side topic, and write them to a rosbag2 "
+        "(mcap by default) until Ctrl-C or --duration.",
+    )
+    p.add_argument("output", help="bag to create (a directory; must not exist)")
+    p.add_argument("-n", "--namespace", default="", help="pistol namespace, e.g. /evse/pistol1")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="stop after this time (default: until Ctrl-C)",
+    )
+    p.add_argument("--bridge-node", default="can_bridge", help="bridge node name in the namespace")
+    p.set_defaults(func=_cmd_record)
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if Path(args.output).exists():
+        raise CliError(f"{args.output} exists already; choose a new name")
+    from evse_can_ros.ros.recording_cli import run_record
+
+    return int(
+        run_record(args.output, args.namespace, args.storage, args.duration, args.bridge_node)
+    )
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "replay",
+        help="replay a session (bag or CAN log) onto a CAN bus, or decode it offline",
+        description="Replay the controller's frames of a recorded session (our bags, "
+        "ros2_socketcan bags of can_msgs/Frame, candump -l, ASC, BLF, TRC logs) onto a CAN bus at "
+        "the original timing (--speed), or decode the session offline into a new bag of typed "
+        "topics (--to-bag) or onto stdout (--print), without any bus.",
+    )
+    p.add_argument("input", help="bag directory/file or CAN log")
+    p.add_argument("--can-interface", default="socketcan", help="python-can interface (bus mode)")
+    p.add_argument("--can-channel", default="vcan0", help="python-can channel (bus mode)")
+    p.add_argument("--speed", type=float, default=1.0, help="time factor, 2 = twice as fast")
+    p.add_argument(
+        "--direction",
+        choices=("controller", "all"),
+        default="controller",
+        help="replay only the controller's frames (default) or everything",
+    )
+    p.add_argument("--pistol", type=int, default=None, help="only this pistol index")
+    p.add_argument(
+        "--to-bag",
+        default=None,
+        metavar="BAG",
+        help="decode offline into this new bag instead of using a bus",
+    )
+    p.add_argument("-n", "--namespace", default="", help="topic namespace in --to-bag output")
+    p.add_argument("--print", action="store_true", help="decode offline and print the messages")
+    p.set_defaults(func=_cmd_replay)
+
+
+def _report_problems(session: object) -> int:
+    problems = getattr(session, "problems", [])
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from evse_can_ros.tools.sessionlog import read_session
+
+    session = read_session(args.input)
+    status = _report_problems(session)
+    if not session.frames:
+        raise CliError(f"nothing to replay in {args.input}", code=1)
+    if args.print:
+        from evse_can_ros.protocol import as_dict, load_codec
+
+        codec = load_codec()
+        t0 = session.frames[0].t
+        for tf in session.frames:
+            try:
+                msg = codec.decode(tf.frame, args.pistol)
+                text = f"{msg.NAME} {as_dict(msg)}"
+            except ProtocolError as exc:
+                text = f"({exc})"
+            print(f"{tf.t - t0:10.3f} {tf.frame}  {text}")
+        return status
+    if args.to_bag:
+        from pathlib import Path
+
+        if Path(args.to_bag).exists():
+            raise CliError(f"{args.to_bag} exists already; choose a new name")
+        from evse_can_ros.ros.recording import decode_to_bag
+
+        stats = decode_to_bag(session, args.to_bag, args.pistol, args.namespace)
+        print(
+            f"decoded {stats.frames} frames into {stats.messages} messages "
+            f"({stats.foreign} foreign, {stats.malformed} malformed) -> {args.to_bag}"
+        )
+        return status
+    import can
+
+    from evse_can_ros.tools.replay import replay_to_bus, select_frames
+
+    frames = select_frames(session, args.direction, args.pistol)
+    try:
+        bus = can.Bus(interface=args.can_interface, channel=args.can_channel)
+    except (can.CanError, OSError, ValueError, ImportError) as exc:
+        raise CliError(
+            f"cannot open {args.can_interface}:{args.can_channel}: {exc}", code=1
+        ) from None
+    try:
+        span = frames[-1].t - frames[0].t if frames else 0.0
+        print(
+            f"replaying {len(frames)} frames ({span:.1f} s recorded) at x{args.speed:g} on "
+            f"{args.can_interface}:{args.can_channel}"
+        )
+        stats = replay_to_bus(frames, bus, args.speed)
+    finally:
+        bus.shutdown()
+    print(f"sent {stats.sent} frames in {stats.duration:.1f} s ({stats.failed} failed)")
+    return 1 if stats.failed else status
+
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "plot",
+        help="plot a session (bag or CAN log) to a PNG",
+        description="Voltage, current, power and SoC over time with the controller state as "
+        "coloured bands and fault markers.",
+    )
+    p.add_argument("input", help="bag directory/file or CAN log")
+    p.add_argument("-o", "--output", default=None, help="PNG file (default: <input>.png)")
+    p.add_argument("--pistol", type=int, default=None, help="pistol index (default: busiest)")
+    p.add_argument("--title", default=None, help="plot title")
+    p.set_defaults(func=_cmd_plot)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from evse_can_ros.tools.plot import plot_session
+    from evse_can_ros.tools.sessionlog import read_session
+
+    session = read_session(args.input)
+    status = _report_problems(session)
+    if not session.frames:
+        raise CliError(f"nothing to plot in {args.input}", code=1)
+    output = args.output or str(Path(args.input).with_suffix("")) + ".png"
+    series = plot_session(session, output, args.pistol, args.title)
+    print(
+        f"{output}: pistol {series.pistol}, {series.duration:.0f} s, "
+        f"{series.energy_kwh:.2f} kWh, {len(series.faults)} fault marker(s)"
+    )
+    return status
+
+
+SUBCOMMANDS = (
+    _add_charge,
+    _add_status,
+    _add_record,
+    _add_replay,
+    _add_plot,
+    _add_decode,
+    _add_smoke,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
