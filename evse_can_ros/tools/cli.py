@@ -8,11 +8,14 @@ need ROS import it lazily (this module must not import rclpy: see test_architect
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from evse_can_ros import __version__
+from evse_can_ros.nodeset import DEFAULT_PISTOL_NAMESPACE as PISTOL_NS
+from evse_can_ros.nodeset import ChargerOptions, NodeSetError, parse_pistols
 from evse_can_ros.protocol import ProtocolError
 
 
@@ -58,13 +61,28 @@ def _add_charge(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "(User_Stop_Button) and waits for the session to end; a second Ctrl-C leaves at once. "
         "Exit code 0 when the charge ended without error.",
     )
-    p.add_argument("-n", "--namespace", default="", help="pistol namespace, e.g. /evse/pistol1")
+    p.add_argument(
+        "-n", "--namespace", default=PISTOL_NS, help=f"pistol namespace (default {PISTOL_NS})"
+    )
+    add_goal_arguments(p)
+    p.add_argument(
+        "--server-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="wait this long for the charge server (default 10)",
+    )
+    p.set_defaults(func=_cmd_charge)
+
+
+def add_goal_arguments(p: argparse.ArgumentParser, target_soc: float = 0.0) -> None:
+    """Add the Charge goal options (shared by ``charge`` and ``sim``)."""
     p.add_argument(
         "--target-soc",
         type=float,
-        default=0.0,
+        default=target_soc,
         metavar="PCT",
-        help="end at this SoC [%%] (default: the vehicle decides)",
+        help="end at this SoC [%%] (0 = the vehicle decides)",
     )
     p.add_argument(
         "--max-energy",
@@ -119,14 +137,6 @@ def _add_charge(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument(
         "--no-chademo-start", action="store_true", help="do not emulate the CHAdeMO start button"
     )
-    p.add_argument(
-        "--server-timeout",
-        type=float,
-        default=10.0,
-        metavar="S",
-        help="wait this long for the charge server (default 10)",
-    )
-    p.set_defaults(func=_cmd_charge)
 
 
 def goal_values(args: argparse.Namespace) -> dict[str, float | bool]:
@@ -165,7 +175,9 @@ def _add_status(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p = sub.add_parser(
         "status", help="show a pistol's state (controller, availability, power stage, vehicle)"
     )
-    p.add_argument("-n", "--namespace", default="", help="pistol namespace, e.g. /evse/pistol1")
+    p.add_argument(
+        "-n", "--namespace", default=PISTOL_NS, help=f"pistol namespace (default {PISTOL_NS})"
+    )
     p.add_argument("-w", "--watch", action="store_true", help="refresh every second until Ctrl-C")
     p.set_defaults(func=_cmd_status)
 
@@ -210,6 +222,162 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return status
 
 
+# --- run / sim --------------------------------------------------------------------------------
+
+
+def _add_charger_arguments(p: argparse.ArgumentParser, sim: bool) -> None:
+    """Options of the charger's node set (the launch file's arguments, same names)."""
+    from evse_can_ros.nodeset import DEFAULT_NAMESPACE, LOG_LEVELS
+
+    p.add_argument(
+        "--namespace",
+        default=DEFAULT_NAMESPACE,
+        help="charger namespace; pistol N lives in /<namespace>/pistolN "
+        f"(default {DEFAULT_NAMESPACE})",
+    )
+    p.add_argument(
+        "--pistols",
+        default="1",
+        metavar="LIST",
+        help="pistol indices on this bus, e.g. 1 or 1,2 or 1-4 (default 1)",
+    )
+    default_if = "virtual" if sim else None
+    p.add_argument(
+        "--can-interface",
+        default=default_if,
+        help="python-can interface: socketcan, virtual, pcan, kvaser, udp_multicast ... "
+        + (
+            "(default virtual: in-process bus)"
+            if sim
+            else "(default: params file, else socketcan)"
+        ),
+    )
+    p.add_argument(
+        "--can-channel",
+        default=None,
+        help="bus channel, e.g. can0, vcan0 "
+        + (
+            "(default: a fresh in-process channel)" if sim else "(default: params file, else can0)"
+        ),
+    )
+    p.add_argument("--can-bitrate", type=int, default=None, help="bit/s (0 = interface default)")
+    p.add_argument("--params-file", default="", help="ROS 2 parameters YAML for every node")
+    p.add_argument(
+        "--converter-backend", default=None, help="power-module backend (default simulated)"
+    )
+    p.add_argument(
+        "--auto-activate",
+        choices=("true", "false"),
+        default=None,
+        help="configure+activate the converter driver at start (default true)",
+    )
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="warn" if sim else "info")
+
+
+def charger_options(args: argparse.Namespace, sim: bool) -> ChargerOptions:
+    """ChargerOptions from the command line (CliError for bad values)."""
+    import os
+
+    if args.params_file and not os.path.isfile(args.params_file):
+        raise CliError(f"params file {args.params_file} not found")
+    channel = args.can_channel
+    if sim and channel is None and args.can_interface == "virtual":
+        channel = f"evse-sim-{os.getpid()}"
+    try:
+        return ChargerOptions(
+            namespace=args.namespace,
+            pistols=parse_pistols(args.pistols),
+            can_interface=args.can_interface,
+            can_channel=channel,
+            can_bitrate=args.can_bitrate,
+            converter_backend=args.converter_backend,
+            sim=sim or bool(getattr(args, "sim", False)),
+            auto_activate=None if args.auto_activate is None else args.auto_activate == "true",
+            params_file=args.params_file,
+            log_level=args.log_level,
+        )
+    except NodeSetError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "run",
+        help="run the charger's nodes in one process (what charger.launch.py starts)",
+        description="Start can_bridge, converter_driver and charge_server for each pistol "
+        "(and controller_simulator with --sim) in one process, one executor, until Ctrl-C. "
+        "Same node set and parameters as `ros2 launch evse_can_ros charger.launch.py`.",
+    )
+    _add_charger_arguments(p, sim=False)
+    p.add_argument(
+        "--sim", action="store_true", help="add the controller + vehicle simulator per pistol"
+    )
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    options = charger_options(args, sim=False)
+    from evse_can_ros.ros.charger import ChargerError, run_charger
+
+    try:
+        return int(run_charger(options))
+    except ChargerError as exc:
+        raise CliError(str(exc), code=2) from None
+
+
+def _add_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "sim",
+        help="simulated charger + vehicle in one process: one complete charge, then exit",
+        description="Start the charger with the controller + vehicle simulator on an "
+        "in-process virtual CAN bus, charge the simulated vehicle through the Charge action "
+        "with live progress, print the result. Exit code 0 when the charge succeeded.",
+    )
+    _add_charger_arguments(p, sim=True)
+    add_goal_arguments(p, target_soc=80.0)
+    p.set_defaults(func=_cmd_sim)
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    options = charger_options(args, sim=True)
+    values = goal_values(args)
+    if not args.params_file:
+        from evse_can_ros.tools.resources import config_file
+
+        options = dataclasses.replace(options, params_file=str(config_file("sim.yaml")))
+    from evse_can_ros.ros.charger import ChargerError, run_sim
+
+    try:
+        return int(run_sim(options, values))
+    except ChargerError as exc:
+        raise CliError(str(exc), code=2) from None
+
+
+def _add_bus_hub(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "bus-hub",
+        help="run the CAN loopback hub (can_interface loopback: nodes in separate processes)",
+        description="Forward CAN frames between every `loopback` bus on this TCP port "
+        "(127.0.0.1 only) until Ctrl-C. Optional: the first loopback bus starts a hub itself.",
+    )
+    p.add_argument(
+        "--port", type=int, default=29536, help="TCP port = can_channel (default 29536)"
+    )
+    p.set_defaults(func=_cmd_bus_hub)
+
+
+def _cmd_bus_hub(args: argparse.Namespace) -> int:
+    from evse_can_ros.transport.loopback import HOST, LoopbackHub, port_of
+
+    try:
+        hub = LoopbackHub(port_of(args.port))
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot start the hub on port {args.port}: {exc}", code=1) from None
+    print(f"CAN loopback hub on {HOST}:{hub.port}; Ctrl-C to stop", flush=True)
+    hub.serve_forever()
+    return 0
+
+
 # --- record / replay / plot -------------------------------------------------------------------
 
 
@@ -222,7 +390,9 @@ def _add_record(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "(mcap by default) until Ctrl-C or --duration.",
     )
     p.add_argument("output", help="bag to create (a directory; must not exist)")
-    p.add_argument("-n", "--namespace", default="", help="pistol namespace, e.g. /evse/pistol1")
+    p.add_argument(
+        "-n", "--namespace", default=PISTOL_NS, help=f"pistol namespace (default {PISTOL_NS})"
+    )
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     p.add_argument(
         "--duration",
@@ -376,12 +546,15 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 SUBCOMMANDS = (
+    _add_sim,
+    _add_run,
     _add_charge,
     _add_status,
     _add_record,
     _add_replay,
     _add_plot,
     _add_decode,
+    _add_bus_hub,
     _add_smoke,
 )
 

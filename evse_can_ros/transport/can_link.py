@@ -41,7 +41,9 @@ class LinkConfig:
     """Which bus to open and how to recover."""
 
     interface: str = param(
-        "socketcan", "python-can interface (socketcan, virtual, pcan, kvaser, remote, ...)"
+        "socketcan",
+        "python-can interface (socketcan, virtual, pcan, kvaser, ...) or loopback (TCP on "
+        "127.0.0.1 between processes, channel = port)",
     )
     channel: str = param(
         "can0",
@@ -104,7 +106,7 @@ class CanLink:
         self._on_frame = on_frame
         self._on_link = on_link
         self._filters = [dict(f) for f in filters] if filters else None
-        self._bus_factory: BusFactory = bus_factory or can.Bus
+        self._bus_factory: BusFactory = bus_factory or open_bus
         self._receive_timeout = receive_timeout
         self._bus: can.BusABC | None = None
         self._send_lock = threading.Lock()
@@ -280,6 +282,19 @@ class CanLink:
             self._down_reported = True
             log.error("CAN link down: %s", reason)
             self._on_link(False, reason)
+
+
+def open_bus(**kwargs: Any) -> can.BusABC:
+    """``can.Bus`` plus our ``loopback`` interface (TCP on 127.0.0.1, see loopback.py)."""
+    if kwargs.get("interface") == "loopback":
+        from evse_can_ros.transport.loopback import LoopbackBus
+
+        kwargs.pop("interface")
+        try:
+            return LoopbackBus(**kwargs)
+        except ValueError as exc:
+            raise LinkConfigError(str(exc)) from None
+    return can.Bus(**kwargs)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,0 +1,185 @@
+"""The charger's node set: the single source of truth for launch files and ``evse-can-ros run``.
+
+Pure Python (no rclpy, no launch): ``launch/charger.launch.py`` turns :func:`node_set` into
+``launch_ros`` Node actions (one process per node), ``evse-can-ros run`` / ``sim`` instantiate the
+same nodes with the same parameters in one process (:mod:`evse_can_ros.ros.charger`).
+
+Per pistol, in namespace ``/<namespace>/pistol<index>``:
+
+* ``can_bridge`` (executable ``can_bridge``): owns the bus for that pistol index;
+* ``converter_driver``: runs the power modules (``converter_backend``, simulated by default);
+* ``charge_server``: the ``charge`` action, ``charger_availability``, ``safe_to_unplug``;
+* with ``sim``: ``controller_simulator``, the Advantics controller and a vehicle on the same bus.
+
+Parameters given here override a params file (like ``parameters=[params_file, overrides]`` in a
+launch file); options left at ``None`` are not set here, so the params file or the node default
+decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_NAMESPACE = "evse"
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+
+
+def pistol_namespace(namespace: str, index: int) -> str:
+    """Return the absolute namespace of one pistol, e.g. ``/evse/pistol1``."""
+    ns = namespace.strip("/")
+    return f"/{ns}/pistol{index}" if ns else f"/pistol{index}"
+
+
+DEFAULT_PISTOL_NAMESPACE = pistol_namespace(DEFAULT_NAMESPACE, 1)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the charger: enough to launch it or to construct it in-process."""
+
+    executable: str  # installed under lib/evse_can_ros (ros2 run evse_can_ros <executable>)
+    name: str
+    namespace: str
+    factory: str  # "module:Class" of the rclpy node
+    parameters: dict[str, Any] = field(default_factory=dict)
+    pistol_index: int = 1
+
+
+EXECUTABLES: dict[str, str] = {
+    "can_bridge": "evse_can_ros.ros.can_bridge_node:CanBridgeNode",
+    "converter_driver": "evse_can_ros.ros.converter_driver_node:ConverterDriverNode",
+    "charge_server": "evse_can_ros.ros.charge_server_node:ChargeServerNode",
+    "controller_simulator": "evse_can_ros.ros.controller_sim_node:ControllerSimulatorNode",
+}
+
+
+class NodeSetError(ValueError):
+    """Invalid charger options (one-line message)."""
+
+
+@dataclass(frozen=True)
+class ChargerOptions:
+    """What a user chooses when starting the charger (launch arguments / ``run`` options)."""
+
+    namespace: str = DEFAULT_NAMESPACE
+    pistols: tuple[int, ...] = (1,)
+    can_interface: str | None = None
+    can_channel: str | None = None
+    can_bitrate: int | None = None
+    converter_backend: str | None = None
+    sim: bool = False
+    auto_activate: bool | None = None
+    params_file: str = ""
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not self.pistols:
+            raise NodeSetError("at least one pistol index is needed")
+        for p in self.pistols:
+            if not 1 <= p <= 31:
+                raise NodeSetError(f"pistol index {p} out of range 1..31")
+        if len(set(self.pistols)) != len(self.pistols):
+            raise NodeSetError(f"pistol indices repeat: {list(self.pistols)}")
+        if self.log_level not in LOG_LEVELS:
+            raise NodeSetError(f"log level {self.log_level!r} not one of {', '.join(LOG_LEVELS)}")
+        if self.can_bitrate is not None and self.can_bitrate < 0:
+            raise NodeSetError(f"CAN bitrate must be >= 0, got {self.can_bitrate}")
+
+
+def parse_pistols(text: str) -> tuple[int, ...]:
+    """Parse ``"1"``, ``"1,2,5"`` or ``"1-4"`` into pistol indices (NodeSetError if bad)."""
+    out: list[int] = []
+    try:
+        for part in text.replace(" ", "").split(","):
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                out.extend(range(lo, hi + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise NodeSetError(f"pistols must look like 1 or 1,2 or 1-4, got {text!r}") from None
+    return tuple(out)
+
+
+def parse_bool(text: str) -> bool:
+    """Launch-argument style boolean (true/false/1/0/yes/no)."""
+    t = text.strip().lower()
+    if t in ("true", "1", "yes", "on"):
+        return True
+    if t in ("false", "0", "no", "off"):
+        return False
+    raise NodeSetError(f"expected true or false, got {text!r}")
+
+
+def node_set(options: ChargerOptions) -> list[NodeSpec]:
+    """Return the nodes of the charger for ``options`` (bridges first, simulators last)."""
+    link: dict[str, Any] = {}
+    if options.can_interface is not None:
+        link["can_interface"] = options.can_interface
+    if options.can_channel is not None:
+        link["can_channel"] = options.can_channel
+    if options.can_bitrate is not None:
+        link["can_bitrate"] = options.can_bitrate
+    converter: dict[str, Any] = {}
+    if options.converter_backend is not None:
+        converter["converter_backend"] = options.converter_backend
+    if options.auto_activate is not None:
+        converter["auto_activate"] = options.auto_activate
+
+    specs: list[NodeSpec] = []
+    for index in options.pistols:
+        ns = pistol_namespace(options.namespace, index)
+        pistol = {"pistol_index": index}
+        wanted = [
+            ("can_bridge", {**pistol, **link}),
+            ("converter_driver", dict(converter)),
+            ("charge_server", dict(pistol)),
+        ]
+        if options.sim:
+            wanted.append(("controller_simulator", {**pistol, **link}))
+        for executable, params in wanted:
+            specs.append(
+                NodeSpec(executable, executable, ns, EXECUTABLES[executable], params, index)
+            )
+    return specs
+
+
+LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
+    # (name, default, description); "" = not set: the params file or the node default decides
+    ("namespace", DEFAULT_NAMESPACE, "charger namespace; pistol N runs in /<namespace>/pistolN"),
+    ("pistol_index", "1", "pistol index, or several on one bus: 1,2 or 1-4"),
+    (
+        "can_interface",
+        "",
+        "python-can interface (socketcan, virtual, pcan ...); node default socketcan",
+    ),
+    ("can_channel", "", "CAN channel (can0, vcan0 ...); node default can0"),
+    ("can_bitrate", "", "bit/s; empty = params file / interface default"),
+    ("params_file", "", "ROS 2 parameters YAML given to every node (overridden by the arguments)"),
+    ("converter_backend", "", "power-module backend; node default simulated"),
+    ("sim", "false", "add the controller + vehicle simulator (one per pistol)"),
+    ("auto_activate", "", "converter driver configures+activates itself; node default true"),
+    ("log_level", "info", "debug, info, warn, error or fatal"),
+)
+
+
+def options_from_arguments(values: dict[str, str]) -> ChargerOptions:
+    """Build ChargerOptions from launch-argument strings (NodeSetError if one is bad)."""
+    v = {name: values.get(name, default).strip() for name, default, _ in LAUNCH_ARGUMENTS}
+    try:
+        bitrate = int(v["can_bitrate"]) if v["can_bitrate"] else None
+    except ValueError:
+        raise NodeSetError(f"can_bitrate must be an integer, got {v['can_bitrate']!r}") from None
+    return ChargerOptions(
+        namespace=v["namespace"],
+        pistols=parse_pistols(v["pistol_index"]),
+        can_interface=v["can_interface"] or None,
+        can_channel=v["can_channel"] or None,
+        can_bitrate=bitrate,
+        converter_backend=v["converter_backend"] or None,
+        sim=parse_bool(v["sim"]),
+        auto_activate=parse_bool(v["auto_activate"]) if v["auto_activate"] else None,
+        params_file=v["params_file"],
+        log_level=v["log_level"],
+    )

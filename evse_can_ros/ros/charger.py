@@ -1,0 +1,192 @@
+"""The charger in one process: the node set of :mod:`evse_can_ros.nodeset`, one executor.
+
+``evse-can-ros run`` and ``sim`` use this; ``launch/charger.launch.py`` starts the same nodes
+with the same parameters as separate processes.
+
+Executor: one ``SingleThreadedExecutor`` for every node. The MultiThreadedExecutor of the rclpy
+wheels used here busy-spins and drops messages (see docs/performance.md); the time-critical paths
+do not need it anyway (the bridge receives and publishes on its CAN thread, the simulator and the
+converter driver step on their own timers).
+
+With ``sim``, each pistol's simulated converter and simulated vehicle share one
+:class:`~evse_can_ros.core.battery.VehicleInlet` (the battery is counted once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from evse_can_ros.core.battery import VehicleInlet
+from evse_can_ros.core.config import ConfigError
+from evse_can_ros.nodeset import ChargerOptions, NodeSpec, node_set, pistol_namespace
+from evse_can_ros.ros.dds import apply_local_dds_defaults
+
+SHARED_INLET = ("converter_driver", "controller_simulator")
+
+
+class ChargerError(Exception):
+    """The charger cannot start (bad parameter, unknown backend ...): one line."""
+
+
+def ros_args(options: ChargerOptions) -> list[str]:
+    """Return the ``--ros-args`` that a launch file would give every node process."""
+    args = ["--ros-args", "--log-level", options.log_level]
+    if options.params_file:
+        args += ["--params-file", options.params_file]
+    return args
+
+
+def load_factory(path: str) -> Callable[..., Node]:
+    """Import ``"module:Class"``."""
+    module, _, name = path.partition(":")
+    factory: Callable[..., Node] = getattr(importlib.import_module(module), name)
+    return factory
+
+
+class Charger:
+    """Every node of ``options`` created in ``context`` and added to one executor."""
+
+    def __init__(self, options: ChargerOptions, context: Context) -> None:
+        self.options = options
+        self.context = context
+        self.executor = SingleThreadedExecutor(context=context)
+        self.nodes: list[Node] = []
+        self.inlets: dict[int, VehicleInlet] = {}
+        try:
+            for spec in node_set(options):
+                self._add(spec)
+        except BaseException:
+            self.destroy()
+            raise
+
+    def _add(self, spec: NodeSpec) -> None:
+        kwargs: dict[str, Any] = {
+            "namespace": spec.namespace,
+            "context": self.context,
+            "parameter_overrides": [Parameter(k, value=v) for k, v in spec.parameters.items()],
+        }
+        if self.options.sim and spec.executable in SHARED_INLET:
+            kwargs["inlet"] = self.inlets.setdefault(spec.pistol_index, VehicleInlet())
+        try:
+            node = load_factory(spec.factory)(spec.name, **kwargs)
+        except (ConfigError, ValueError) as exc:
+            raise ChargerError(f"{spec.namespace}/{spec.name}: {exc}") from None
+        except Exception as exc:  # the nodes' own NodeConfigError types
+            if type(exc).__name__ in ("NodeConfigError", "UnknownBackendError"):
+                raise ChargerError(f"{spec.namespace}/{spec.name}: {exc}") from None
+            raise
+        self.nodes.append(node)
+        self.executor.add_node(node)
+
+    def spin_in_thread(self) -> threading.Thread:
+        """Spin the executor on a daemon thread (for ``sim`` and tests); see :meth:`destroy`."""
+        thread = threading.Thread(target=self._spin, name="charger-executor", daemon=True)
+        thread.start()
+        return thread
+
+    def _spin(self) -> None:
+        try:
+            while self.context.ok():
+                self.executor.spin_once(timeout_sec=0.1)
+        except (ExternalShutdownException, KeyboardInterrupt):
+            pass
+        except Exception:
+            if self.context.ok():
+                raise
+
+    def destroy(self) -> None:
+        """Destroy every node (the converter driver turns the output off) in reverse order."""
+        for node in reversed(self.nodes):
+            with contextlib.suppress(Exception):  # tearing down anyway
+                self.executor.remove_node(node)
+            node.destroy_node()
+        self.nodes.clear()
+
+
+def init_context(options: ChargerOptions) -> Context:
+    """Create a new rclpy context with the launch-equivalent ``--ros-args`` (local DDS only)."""
+    apply_local_dds_defaults()
+    context = Context()
+    rclpy.init(args=["evse-can-ros", *ros_args(options)], context=context)
+    return context
+
+
+def run_charger(options: ChargerOptions) -> int:
+    """``evse-can-ros run``: start the node set and spin until Ctrl-C / SIGTERM."""
+    context = init_context(options)
+    charger: Charger | None = None
+    previous = signal.signal(signal.SIGTERM, lambda *_: context.try_shutdown())
+    try:
+        charger = Charger(options, context)
+        names = ", ".join(f"{n.get_namespace()}/{n.get_name()}" for n in charger.nodes)
+        print(f"charger running ({len(charger.nodes)} nodes: {names}); Ctrl-C to stop", flush=True)
+        charger._spin()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if charger is not None:
+            charger.destroy()
+        rclpy.try_shutdown(context=context)
+    return 0
+
+
+def run_sim(options: ChargerOptions, goal: dict[str, Any], out: TextIO = sys.stdout) -> int:
+    """``evse-can-ros sim``: the simulated charger in one process and one charge per pistol.
+
+    Every pistol of ``options`` gets the same goal; with one pistol the progress is live (Ctrl-C
+    cancels the charge), with several the goals run concurrently and each result is printed.
+    Returns 0 when every charge ended without error.
+    """
+    from evse_can_ros.ros.charge_client import ChargeRequest, format_result, run_charge
+
+    context = init_context(options)
+    charger: Charger | None = None
+    started = time.monotonic()
+    try:
+        charger = Charger(options, context)
+        charger.spin_in_thread()
+        out.write(
+            f"simulated charger up in {time.monotonic() - started:.1f} s: "
+            f"{len(options.pistols)} pistol(s) on {options.can_interface}:{options.can_channel}, "
+            f"{len(charger.nodes)} nodes in one process\n"
+        )
+        out.flush()
+        namespaces = [pistol_namespace(options.namespace, p) for p in options.pistols]
+        if len(namespaces) == 1:
+            code, _ = run_charge(ChargeRequest(namespaces[0], goal), out=out, context=context)
+            return code
+        results: dict[str, tuple[int, Any]] = {}
+
+        def charge(ns: str) -> None:
+            results[ns] = run_charge(ChargeRequest(ns, goal), out=io.StringIO(), context=context)
+
+        threads = [threading.Thread(target=charge, args=(ns,), daemon=True) for ns in namespaces]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for ns in namespaces:
+            code, result = results.get(ns, (1, None))
+            text = format_result(result) if result is not None else "no result"
+            out.write(f"--- {ns}\n{text}\n")
+        return max(code for code, _ in results.values()) if results else 1
+    finally:
+        if charger is not None:
+            charger.destroy()
+        rclpy.try_shutdown(context=context)
+        out.write(f"done in {time.monotonic() - started:.1f} s\n")
