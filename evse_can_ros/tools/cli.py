@@ -353,6 +353,26 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         raise CliError(str(exc), code=2) from None
 
 
+def _add_simulate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "simulate",
+        help="run only the controller + vehicle simulator on a CAN bus",
+        description="Play the Advantics controller and a vehicle on any python-can bus (e.g. "
+        "vcan0 or loopback) against a charger started elsewhere. Options: `evse-can-ros "
+        "simulate --help`.",
+    )
+    p.set_defaults(func=lambda _args: _run_simulate([]))
+
+
+def _run_simulate(argv: list[str]) -> int:
+    from evse_can_ros.ros.controller_sim_node import run_simulator
+
+    try:
+        return int(run_simulator(argv))
+    except KeyboardInterrupt:
+        return 130
+
+
 def _add_bus_hub(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "bus-hub",
@@ -554,6 +574,7 @@ SUBCOMMANDS = (
     _add_replay,
     _add_plot,
     _add_decode,
+    _add_simulate,
     _add_bus_hub,
     _add_smoke,
 )
@@ -575,6 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``evse-can-ros`` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:  # its own parser (all of its options pass through)
+        return _run_simulate(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
