@@ -45,3 +45,13 @@ def test_bridge_topics_and_services_are_documented() -> None:
     ]
     missing = [n for n in names if f"`{n}`" not in README]
     assert not missing
+
+
+@pytest.mark.ros
+def test_parameter_reference_is_current() -> None:
+    from evse_can_ros.ros.paramdoc import markdown
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "parameters.md"
+    assert path.read_text() == markdown(), (
+        "docs/parameters.md is stale: python -m evse_can_ros.ros.paramdoc > docs/parameters.md"
+    )

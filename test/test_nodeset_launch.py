@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from evse_can_ros.nodeset import (
+    EXECUTABLES,
     LAUNCH_ARGUMENTS,
     ChargerOptions,
     NodeSetError,
@@ -89,6 +90,16 @@ def test_launch_arguments_parse_like_the_cli() -> None:
         options_from_arguments({"can_bitrate": "fast"})
     with pytest.raises(NodeSetError, match="true or false"):
         options_from_arguments({"sim": "maybe"})
+
+
+def test_every_executable_is_installed_and_importable() -> None:
+    for executable, factory in EXECUTABLES.items():
+        program = REPO / "bin" / "nodes" / executable
+        assert program.is_file(), f"bin/nodes/{executable} missing"
+        assert program.stat().st_mode & 0o111, f"bin/nodes/{executable} not executable"
+        module, _, name = factory.partition(":")
+        assert "main" in program.read_text()
+        assert hasattr(importlib.import_module(module), name), factory
 
 
 # --- the launch file ------------------------------------------------------------------------

@@ -87,8 +87,11 @@ def test_frames_cross_process_boundaries() -> None:
 
 
 def test_bad_channel_is_a_configuration_error() -> None:
+    assert port_of("localhost:29536") == port_of(29536) == 29536
     with pytest.raises(ValueError, match="TCP port"):
         port_of("can0")
+    with pytest.raises(ValueError, match="localhost"):
+        port_of("example.com:29536")
     with pytest.raises(LinkConfigError, match=r"1024\.\.65535"):
         open_bus(interface="loopback", channel="80")
 

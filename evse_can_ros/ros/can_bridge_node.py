@@ -13,15 +13,12 @@ The protocol logic is :class:`evse_can_ros.core.bridge.BridgeCore`; this file on
 from __future__ import annotations
 
 import math
-import sys
 import threading
 import time
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -46,7 +43,6 @@ from evse_can_ros.protocol import (
     pistol_filter,
 )
 from evse_can_ros.ros import conversions as conv
-from evse_can_ros.ros.dds import apply_local_dds_defaults
 from evse_can_ros.ros.params import declare_config
 from evse_can_ros.transport import CanLink, LinkConfig, LinkConfigError
 
@@ -533,21 +529,6 @@ def _ms(seconds: float) -> str:
 
 def main(args: list[str] | None = None) -> int:
     """Run the can_bridge node; exit code 2 with a one-line error for bad parameters."""
-    apply_local_dds_defaults()
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = CanBridgeNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except NodeConfigError as exc:
-        print(f"can_bridge: error: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    from evse_can_ros.ros.node_main import run_node
+
+    return run_node(CanBridgeNode, "can_bridge", args)

@@ -13,16 +13,13 @@ is running, is accepted and aborted at once with ``INVALID_GOAL`` / ``BUSY`` and
 from __future__ import annotations
 
 import math
-import sys
 import threading
 import time
 import uuid
 from typing import Any
 
-import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.task import Future
 from std_msgs.msg import Bool
@@ -56,7 +53,6 @@ from evse_can_ros.protocol import (
 )
 from evse_can_ros.ros import conversions as conv
 from evse_can_ros.ros.can_bridge_node import EVENTS, LATCHED, NodeConfigError
-from evse_can_ros.ros.dds import apply_local_dds_defaults
 from evse_can_ros.ros.params import declare_config
 
 GOAL_FIELDS = (
@@ -348,22 +344,7 @@ class ChargeServerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the charge_server node."""
-    apply_local_dds_defaults()
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ChargeServerNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except NodeConfigError as exc:
-        print(f"charge_server: error: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run the charge_server node; exit code 2 with a one-line error for bad parameters."""
+    from evse_can_ros.ros.node_main import run_node
+
+    return run_node(ChargeServerNode, "charge_server", args)

@@ -66,6 +66,8 @@ class Charger:
         self.executor = SingleThreadedExecutor(context=context)
         self.nodes: list[Node] = []
         self.inlets: dict[int, VehicleInlet] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         try:
             for spec in node_set(options):
                 self._add(spec)
@@ -96,11 +98,12 @@ class Charger:
         """Spin the executor on a daemon thread (for ``sim`` and tests); see :meth:`destroy`."""
         thread = threading.Thread(target=self._spin, name="charger-executor", daemon=True)
         thread.start()
+        self._thread = thread
         return thread
 
     def _spin(self) -> None:
         try:
-            while self.context.ok():
+            while self.context.ok() and not self._stop.is_set():
                 self.executor.spin_once(timeout_sec=0.1)
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
@@ -110,6 +113,10 @@ class Charger:
 
     def destroy(self) -> None:
         """Destroy every node (the converter driver turns the output off) in reverse order."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
         for node in reversed(self.nodes):
             with contextlib.suppress(Exception):  # tearing down anyway
                 self.executor.remove_node(node)

@@ -29,10 +29,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -46,7 +44,7 @@ from evse_can_ros.core.controller_sim import ControllerSimConfig, ControllerSimu
 from evse_can_ros.core.vehicle import Vehicle, VehicleParams
 from evse_can_ros.protocol import CanFrame, ControllerState, ProtocolError, load_codec
 from evse_can_ros.protocol import pistol_filter as make_pistol_filter
-from evse_can_ros.ros.dds import apply_local_dds_defaults
+from evse_can_ros.ros.can_bridge_node import NodeConfigError
 from evse_can_ros.ros.params import declare_config
 from evse_can_ros.transport import CanLink, LinkConfig, LinkConfigError
 
@@ -66,10 +64,6 @@ class SimLinkConfig(LinkConfig):
     interface: str = param(
         "virtual", "python-can interface (virtual, socketcan, pcan, kvaser, remote, ...)"
     )
-
-
-class NodeConfigError(Exception):
-    """The node cannot start with its parameters (printed as one line, exit code 2)."""
 
 
 class ControllerSimulatorNode(Node):
@@ -294,30 +288,16 @@ def main(args: list[str] | None = None) -> int:
 
 
 def _run(args: list[str] | None, overrides: list[Parameter], duration: float | None) -> int:
-    apply_local_dds_defaults()
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ControllerSimulatorNode(parameter_overrides=overrides)
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        if duration is None:
-            executor.spin()
-        else:
-            deadline = time.monotonic() + duration
-            while rclpy.ok() and time.monotonic() < deadline:
-                executor.spin_once(timeout_sec=min(0.1, max(0.0, deadline - time.monotonic())))
-            print(json.dumps(node.snapshot()))
-    except NodeConfigError as exc:
-        print(f"{NODE_NAME}: error: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    from evse_can_ros.ros.node_main import run_node
+
+    return run_node(
+        ControllerSimulatorNode,
+        NODE_NAME,
+        args,
+        duration=duration,
+        on_exit=None if duration is None else lambda node: print(json.dumps(node.snapshot())),
+        parameter_overrides=overrides,
+    )
 
 
 def run_simulator(argv: list[str] | None = None) -> int:

@@ -315,8 +315,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=_cmd_run)
 
 
+def _python_log_level(level: str) -> None:
+    """Apply the ROS log level to the pure cores' Python logging too."""
+    logging.getLogger().setLevel(
+        {"warn": "WARNING", "fatal": "CRITICAL"}.get(level, level.upper())
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     options = charger_options(args, sim=False)
+    _python_log_level(options.log_level)
     from evse_can_ros.ros.charger import ChargerError, run_charger
 
     try:
@@ -341,6 +349,7 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _cmd_sim(args: argparse.Namespace) -> int:
     options = charger_options(args, sim=True)
     values = goal_values(args)
+    _python_log_level(options.log_level)
     if not args.params_file:
         from evse_can_ros.tools.resources import config_file
 

@@ -7,8 +7,8 @@ forwards each frame to every other bus, like a real CAN bus (no loopback of own 
 
 The first bus that finds no hub on its port starts one in its own process (a thread); run
 ``evse-can-ros bus-hub --port N`` instead when the hub must outlive the nodes. Use it with
-``can_interface:=loopback can_channel:=29536`` (any free port). Nothing listens or connects
-beyond 127.0.0.1.
+``can_interface:=loopback can_channel:=localhost:29536`` (any free port). Nothing listens
+or connects beyond 127.0.0.1.
 
 Wire format: one 21-byte record per frame: arbitration id and flags (uint32; bit 31 extended,
 bit 30 remote, bit 29 error frame), DLC (uint8), 8 data bytes, timestamp (float64, seconds).
@@ -39,12 +39,19 @@ _WELCOME = b"\x01"  # sent once by the hub when a bus is registered
 
 
 def port_of(channel: Any) -> int:
-    """Return the TCP port named by a channel (``29536`` or ``"29536"``); ValueError if bad."""
+    """Return the TCP port of a channel: ``29536``, ``"29536"`` or ``"localhost:29536"``.
+
+    ValueError for anything else (only this machine's loopback is allowed).
+    """
+    host, _, port_text = str(channel).rpartition(":")
+    if host not in ("", "localhost", HOST):
+        raise ValueError(f"loopback channel must name a port on localhost, got {channel!r}")
     try:
-        port = int(str(channel).rsplit(":", 1)[-1])
+        port = int(port_text)
     except ValueError:
         raise ValueError(
-            f"loopback channel must be a TCP port on {HOST} (e.g. {DEFAULT_PORT}), got {channel!r}"
+            f"loopback channel must be a TCP port on {HOST} (e.g. localhost:{DEFAULT_PORT}), "
+            f"got {channel!r}"
         ) from None
     if not 1024 <= port <= 65535:
         raise ValueError(f"loopback port must be 1024..65535, got {port}")

@@ -1,0 +1,425 @@
+"""converter_driver + can_bridge in one process over python-can's virtual bus.
+
+A scripted controller (BusPeer, vendor KCD encoder) runs CCS-like and CHAdeMO-like sessions;
+the simulated converter shares its battery/inlet with the test, which plays the vehicle
+(contactors). Assertions use the bus (``Power_Modules_Status`` as the controller sees it) and
+the converter's own measurement (for reaction times). Tolerances: precharge +-5 V (PM-31),
+charging current +-2 A of the request after settling, insulation >= 90 % in < 5 s (PM-25),
+ramp-down <= 20 V in < 2 s (PM-28); off-times are stated per test.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.parameter import Parameter  # noqa: E402
+
+from evse_can_ros.core.battery import Battery, BatteryParams, VehicleInlet  # noqa: E402
+from evse_can_ros.ros.can_bridge_node import CanBridgeNode, NodeConfigError  # noqa: E402
+from evse_can_ros.ros.converter_driver_node import ConverterDriverNode  # noqa: E402
+from evse_can_ros.ros.testing import RosHarness  # noqa: E402
+from evse_can_ros.tools.bus_peer import BusPeer  # noqa: E402
+
+
+class Controller:
+    """Scripted Advantics controller: heartbeat + frames repeated every 100 ms."""
+
+    def __init__(self, peer: BusPeer) -> None:
+        self.peer = peer
+        self._repeat: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def state(self, s: int | None) -> None:
+        self.peer.heartbeat(s)
+        if s is not None:
+            self.peer.send("Advantics_Controller_Status", {"State": s})
+
+    def send(self, name: str, **signals: Any) -> None:
+        self.peer.send(name, signals)
+
+    def repeat(self, *frames: tuple[str, Mapping[str, Any]]) -> None:
+        with self._lock:
+            self._repeat = [(n, dict(s)) for n, s in frames]
+        for n, s in frames:
+            self.peer.send(n, s)
+
+    def status(self) -> dict[str, Any]:
+        frames = self.peer.decoded("Power_Modules_Status")
+        return frames[-1][1] if frames else {}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            with self._lock:
+                frames = list(self._repeat)
+            for n, s in frames:
+                self.peer.send(n, s)
+
+
+def wait(predicate: Callable[[], Any], timeout: float) -> float:
+    """Seconds until ``predicate`` holds (polled every 5 ms); math.inf on timeout."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if predicate():
+            return time.monotonic() - t0
+        time.sleep(0.005)
+    return math.inf
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[RosHarness]:
+    h = RosHarness()
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def make_rig(harness: RosHarness, vendor_kcd: Any) -> Iterator[Callable[..., Rig]]:
+    rigs: list[Rig] = []
+
+    def make(**driver_params: Any) -> Rig:
+        rigs.append(Rig(harness, vendor_kcd, **driver_params))
+        return rigs[-1]
+
+    yield make
+    for r in rigs:
+        r.close()
+
+
+@pytest.fixture
+def rig(make_rig: Callable[..., Rig]) -> Rig:
+    return make_rig()
+
+
+class Rig:
+    """Bridge + driver in one namespace, a scripted controller and the vehicle's inlet."""
+
+    def __init__(self, harness: RosHarness, kcd: Any, **driver_params: Any) -> None:
+        self.harness = harness
+        self.channel = f"cd-{uuid.uuid4().hex[:8]}"
+        self.ns = f"/t{uuid.uuid4().hex[:8]}"
+        self.peer = BusPeer("virtual", self.channel, kcd, pistol_index=1)
+        self.ctl = Controller(self.peer)
+        self.inlet = VehicleInlet(battery=Battery(BatteryParams(initial_soc=50.0)))
+        self.inlet.plugged_in = True
+        self.bridge: CanBridgeNode | None = harness.add(
+            CanBridgeNode,
+            namespace=self.ns,
+            parameter_overrides=[
+                Parameter(k, value=v)
+                for k, v in {
+                    "can_interface": "virtual",
+                    "can_channel": self.channel,
+                    "can_bitrate": 0,
+                    "pistol_index": 1,
+                }.items()
+            ],
+        )
+        self.driver = self.add_driver(**driver_params)
+
+    def add_driver(self, **params: Any) -> ConverterDriverNode:
+        values = {
+            "simulated.wake_time": 0.2,
+            "simulated.voltage_slope": 5000.0,
+            "simulated.passive_bleed_resistance": 300.0,
+            **params,
+        }
+        return self.harness.add(
+            ConverterDriverNode,
+            namespace=self.ns,
+            inlet=self.inlet,
+            parameter_overrides=[Parameter(k, value=v) for k, v in values.items()],
+        )
+
+    # what the converter measures (reaction times) and what the controller sees (bus)
+    @property
+    def current(self) -> float:
+        m = self.driver.loop.measurement if self.driver.loop else None
+        return m.current if m is not None else math.nan
+
+    @property
+    def voltage(self) -> float:
+        m = self.driver.loop.measurement if self.driver.loop else None
+        return m.voltage if m is not None else math.nan
+
+    def bus(self, signal: str) -> Any:
+        return self.ctl.status().get(signal, math.nan)
+
+    def close(self) -> None:
+        self.ctl.close()
+        for node in (self.driver, self.bridge):
+            if node is not None and node in self.harness.nodes:
+                self.harness.remove(node)
+        self.peer.close()
+
+    # --- scripted sequences -------------------------------------------------------------------
+
+    def open_session(self, protocol: int = 2, plug: int = 0) -> float:
+        ctl = self.ctl
+        ctl.state(1)
+        time.sleep(0.3)
+        ctl.state(2)
+        time.sleep(0.1)
+        ctl.state(3)
+        nc = {
+            "Communication_Protocol": protocol,
+            "Plug_and_pins": plug,
+            "EV_Maximum_Voltage": 500.0,
+            "EV_Maximum_Current": 200.0,
+            "Battery_Capacity": 60,
+            "State_of_Charge": 50,
+        }
+        ctl.repeat(("New_Charge_Session", nc))
+        took = wait(lambda: self.bus("System_Enable") == 1, 5.0)
+        ctl.repeat()
+        ctl.send("Charging_Loop", Target_Voltage=0, Target_Current=0, State_of_Charge=50)
+        return took
+
+    def insulation_test(self, volts: float = 500.0) -> tuple[float, float]:
+        ctl = self.ctl
+        ctl.state(4)
+        ctl.repeat(("Insulation_Test", {"Test_Voltage": volts}))
+        up = wait(lambda: self.bus("Present_Voltage") >= 0.9 * volts, 5.0)
+        time.sleep(0.5)
+        assert self.bus("Insulation_Resistance") == 510  # 5 MOhm, saturated (2 kOhm/bit)
+        ctl.repeat(
+            ("Insulation_Test", {"Test_Voltage": 0}),
+            ("Charging_Loop", {"Target_Voltage": 0, "Target_Current": 0, "State_of_Charge": 50}),
+        )
+        down = wait(lambda: self.bus("Present_Voltage") <= 20.0, 3.0)
+        ctl.repeat()
+        return up, down
+
+    def precharge(self) -> float:
+        ctl = self.ctl
+        ocv = round(self.inlet.battery.ocv(), 1)
+        ctl.state(5)
+        t0 = time.monotonic()
+        ctl.repeat(("Precharge", {"Target_Voltage": ocv, "Maximum_Current": 2.0}))
+        took = wait(lambda: abs(self.bus("Present_Voltage") - ocv) <= 5.0, 5.0)
+        time.sleep(0.3)
+        peak = max(
+            s["Present_Current"] for t, s in self.peer.decoded("Power_Modules_Status", since=t0)
+        )
+        assert peak <= 2.0 + 0.1, peak  # PM-30 (0.1 A = one bit)
+        assert abs(self.bus("Present_Voltage") - ocv) <= 5.0  # PM-31
+        self.inlet.contactors_closed = True  # the vehicle closes within its 20 V window
+        ctl.repeat()
+        ctl.send("Precharge", Target_Voltage=ocv, Maximum_Current=0)
+        ctl.send("Charging_Loop", Target_Voltage=0, Target_Current=0, State_of_Charge=50)
+        return took
+
+    def start_charge(self) -> None:
+        self.ctl.state(6)
+        self.ctl.send("Charge_Status_Change", Vehicle_Ready_for_Charging=1)
+        self.ctl.send("Charging_Loop", Target_Voltage=0, Target_Current=0, State_of_Charge=50)
+        time.sleep(0.3)
+        self.ctl.state(7)
+
+    def request(self, volts: float, amps: float) -> float:
+        """Repeat a Charging_Loop request; seconds until the bus shows the current +-2 A."""
+        self.ctl.repeat(
+            (
+                "Charging_Loop",
+                {"Target_Voltage": volts, "Target_Current": amps, "State_of_Charge": 50},
+            )
+        )
+        return wait(lambda: abs(self.bus("Present_Current") - amps) <= 2.0, 5.0)
+
+    def to_charging(self, amps: float = 100.0) -> None:
+        assert self.open_session() < 5.0
+        self.insulation_test()
+        self.precharge()
+        self.start_charge()
+        assert self.request(450.0, amps) < 3.0
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+
+def test_ccs_like_session_follows_the_requests(rig: Rig) -> None:
+    enable = rig.open_session()
+    assert enable < 1.0  # PM-22: wake_time 0.2 s
+    up, down = rig.insulation_test(500.0)
+    assert up < 5.0 and down < 2.0  # PM-25, PM-28
+    assert rig.precharge() < 5.0
+    v_batt = rig.bus("Present_Voltage")
+    rig.start_charge()
+    assert rig.bus("Present_Voltage") == pytest.approx(v_batt, abs=5.0)  # PM-32: not discharged
+    assert rig.bus("System_Enable") == 1
+    assert rig.request(450.0, 100.0) < 2.0  # PM-34
+    assert rig.request(450.0, 150.0) < 2.0  # PM-35: ramped step
+    ocv = rig.inlet.battery.ocv()
+    rig.request(ocv + 4.0, 200.0)  # CV: the target voltage caps the output
+    time.sleep(0.5)
+    assert rig.voltage <= ocv + 4.0 + 0.2
+    # end of charge (PM-38): < 1 A promptly, voltage not forced down
+    rig.ctl.repeat()
+    rig.ctl.state(8)
+    t0 = time.monotonic()
+    rig.ctl.send("Charge_Status_Change", Vehicle_Ready_for_Charging=0)
+    rig.ctl.send("Charging_Loop", Target_Voltage=0, Target_Current=0, State_of_Charge=80)
+    assert wait(lambda: rig.current < 1.0, 1.0) < 0.1
+    assert wait(lambda: rig.bus("Present_Current") < 1.0, 1.0) < 0.3
+    assert rig.bus("Present_Voltage") == pytest.approx(rig.inlet.battery.ocv(), abs=2.0)
+    # welding detection and end of session (PM-39, PM-41)
+    rig.ctl.state(9)
+    rig.inlet.contactors_closed = False
+    assert wait(lambda: rig.bus("Present_Voltage") < 100.0, 2.0) < 2.0
+    rig.ctl.state(10)
+    rig.ctl.send("Charge_Session_Finished", State=0)
+    assert wait(lambda: rig.bus("System_Enable") == 0, 1.0) < 0.5
+    assert time.monotonic() - t0 < 10
+
+
+def test_chademo_like_session(rig: Rig) -> None:
+    assert rig.open_session(protocol=4, plug=2) < 1.0
+    up, down = rig.insulation_test(500.0)
+    assert up < 5.0 and down < 2.0
+    rig.inlet.contactors_closed = True  # CHAdeMO: no precharge, the vehicle closes after the test
+    rig.start_charge()
+    for amps in (50.0, 120.0, 80.0):
+        assert rig.request(450.0, amps) < 2.0
+        time.sleep(0.3)
+        assert rig.current == pytest.approx(amps, abs=2.0)
+    rig.ctl.repeat()
+    rig.ctl.state(8)
+    rig.ctl.send("Charge_Status_Change", Vehicle_Ready_for_Charging=0)
+    rig.ctl.send("Charging_Loop", Target_Voltage=0, Target_Current=0, State_of_Charge=80)
+    assert wait(lambda: rig.bus("Present_Current") <= 5.0, 1.0) < 0.3  # CHAdeMO: <= 5 A
+    rig.inlet.contactors_closed = False
+    assert wait(lambda: rig.bus("Present_Voltage") <= 10.0, 5.0) < 3.0  # PM-40: unlock
+
+
+# --- de-energising -------------------------------------------------------------------------------
+
+
+def test_emergency_stop_de_energises_within_100_ms(rig: Rig) -> None:
+    rig.to_charging(150.0)
+    rig.ctl.repeat(("Emergency_Stop", {"Origin": 1}))
+    t_conv = wait(lambda: rig.current == 0.0, 1.0)
+    t_bus = wait(lambda: rig.bus("Present_Current") == 0.0, 1.0)
+    assert t_conv < 0.1  # † 50 ms to start ramp-down; the simulated output drops at once
+    assert t_bus < 0.3  # next Power_Modules_Status frames
+    assert rig.bus("System_Enable") == 0
+    rig.ctl.repeat(
+        ("Charging_Loop", {"Target_Voltage": 450, "Target_Current": 100, "State_of_Charge": 50})
+    )
+    time.sleep(0.5)
+    assert rig.current == 0.0  # latched (PM-42)
+
+
+def test_heartbeat_loss_de_energises_and_stays_off(rig: Rig) -> None:
+    rig.to_charging(150.0)
+    rig.ctl.state(None)
+    t0 = rig.peer.last_heartbeat_time or time.monotonic()
+    assert wait(lambda: rig.current == 0.0, 2.0) < 2.0
+    off_after = time.monotonic() - t0
+    assert off_after < 0.2 + 0.15  # bridge's 200 ms timeout + one control period and margin
+    rig.ctl.state(7)  # heartbeat back mid-charge: no current (PM-08)
+    rig.ctl.repeat(
+        ("Charging_Loop", {"Target_Voltage": 450, "Target_Current": 100, "State_of_Charge": 50})
+    )
+    time.sleep(0.5)
+    assert rig.current == 0.0 and rig.bus("System_Enable") == 0
+
+
+def test_insulation_fault_de_energises(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(**{"simulated.insulation_fault_resistance": 20e3})  # < 100 Ohm/V at ~380 V
+    rig.to_charging(150.0)
+    rig.driver.set_parameters([Parameter("simulated.insulation_fault", value=True)])
+    assert wait(lambda: rig.current == 0.0, 1.0) < 0.1
+    assert wait(lambda: rig.bus("Insulation_Resistance") == 20, 1.0) < 0.3  # kOhm
+    assert rig.bus("System_Enable") == 0  # emergency shutdown request (PM-23)
+
+
+def test_bridge_gone_driver_switches_off_on_its_own(rig: Rig) -> None:
+    rig.to_charging(100.0)
+    assert rig.bridge is not None
+    rig.harness.remove(rig.bridge)
+    rig.bridge = None
+    took = wait(lambda: rig.current == 0.0, 3.0)
+    assert took < 0.5 + 0.2  # link_timeout 0.5 s + margin
+
+
+def test_lifecycle_deactivate_turns_the_output_off(rig: Rig) -> None:
+    rig.to_charging(100.0)
+    rig.driver.trigger_deactivate()
+    assert rig.driver.backend is not None and rig.driver.backend.setpoint.mode.value == "OFF"
+    rig.driver.trigger_cleanup()
+    assert rig.driver.backend is None
+
+
+def test_manual_lifecycle_without_auto_activate(harness: RosHarness) -> None:
+    node = harness.add(
+        ConverterDriverNode,
+        f"cd_{uuid.uuid4().hex[:6]}",
+        parameter_overrides=[Parameter("auto_activate", value=False)],
+    )
+    assert node.backend is None
+    assert node.trigger_configure().name == "SUCCESS" and node.backend is not None
+    assert node.trigger_activate().name == "SUCCESS"
+    assert wait(lambda: node.loop is not None and node.loop.output is not None, 1.0) < 1.0
+    harness.remove(node)
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        (Parameter("converter_backend", value="no_such_backend"), "available: .*simulated"),
+        (Parameter("control_period", value=1.0), "control_period"),
+        (Parameter("simulated.max_voltage", value=-1.0), "max_voltage"),
+        (Parameter("link_timeout", value=1), "floating-point"),
+    ],
+)
+def test_bad_parameters_are_clear_errors(
+    harness: RosHarness, override: Parameter, match: str
+) -> None:
+    with pytest.raises(NodeConfigError, match=match):
+        harness.add(
+            ConverterDriverNode, f"cd_{uuid.uuid4().hex[:6]}", parameter_overrides=[override]
+        )
+
+
+def test_node_executable_exits_2_with_one_line_for_a_bad_backend() -> None:
+    exe = next(
+        (
+            p / "lib" / "evse_can_ros" / "converter_driver"
+            for p in map(Path, os.environ.get("AMENT_PREFIX_PATH", "").split(":"))
+            if (p / "lib" / "evse_can_ros" / "converter_driver").exists()
+        ),
+        None,
+    )
+    assert exe is not None, "converter_driver not installed (run scripts/setup.sh)"
+    result = subprocess.run(
+        [sys.executable, str(exe), "--ros-args", "-p", "converter_backend:=no_such_backend"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("converter_driver:")]
+    assert len(errors) == 1 and "available: simulated" in errors[0]
