@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import itertools
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ rclpy = pytest.importorskip("rclpy")
 from std_msgs.msg import Bool  # noqa: E402
 
 from evse_can_ros.action import Charge  # noqa: E402
+from evse_can_ros.msg import ConverterStatus  # noqa: E402
 from evse_can_ros.nodeset import ChargerOptions, pistol_namespace  # noqa: E402
 from evse_can_ros.ros.can_bridge_node import LATCHED  # noqa: E402
 from evse_can_ros.ros.charge_client import ChargeRequest, run_charge  # noqa: E402
@@ -198,3 +200,63 @@ def test_main_job_command(tmp_path: Path) -> None:
     assert "result:        OK" in proc.stdout
     assert "SoC:           20 % -> 40 %" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+FAULTS = [
+    # (simulator parameters, goal, expected error code, expect a session that charged)
+    ({"scenario.ev_emergency_after": 1.0}, {}, Charge.Result.EMERGENCY_STOP_PEV, True),
+    ({"scenario.insulation_fault_kohm": 10.0}, {}, Charge.Result.INSULATION_FAULT, False),
+    ({"scenario.stop_after": 1.0}, {}, Charge.Result.NONE, True),  # Clean_Stop: completed
+    ({"scenario.unplug_after": 1.0}, {}, Charge.Result.VEHICLE_ABORTED, True),
+    (
+        {"scenario.reset_after": 1.0, "scenario.reset_duration": 8.0},
+        {},
+        Charge.Result.CONTROLLER_LOST,
+        True,
+    ),
+    (
+        {"ccs_external_authorisation": True},
+        {"accept_ccs_authorisation": False},
+        Charge.Result.AUTHORISATION_REFUSED,
+        False,
+    ),
+    ({"scenario.delayed_charge": 2.0}, {"target_soc": 30.0}, Charge.Result.NONE, True),
+]
+
+
+@pytest.mark.parametrize(
+    ("simulator", "goal", "code", "charged"),
+    FAULTS,
+    ids=[next(iter(f[0])).split(".")[-1] for f in FAULTS],
+)
+def test_fault_knobs_end_in_the_safe_state(  # noqa: PLR0917
+    charger_factory: Any,
+    tmp_path: Path,
+    simulator: dict[str, Any],
+    goal: dict[str, Any],
+    code: int,
+    charged: bool,
+) -> None:
+    charger = charger_factory(params=params_file(tmp_path, simulator))
+    status: list[Any] = []
+    watcher = rclpy.create_node("e2e_fault_watch", context=charger.context)
+    watcher.create_subscription(
+        ConverterStatus, "/evse/pistol1/converter_status", status.append, 10
+    )
+    charger.executor.add_node(watcher)
+    rc, result, feedback = charge(charger, 1, {"plug_in_timeout": 30.0, **goal})
+    assert result is not None
+    assert result.error_code == code, (result.error_code, result.error_msg)
+    assert (rc == 0) == (code == Charge.Result.NONE)
+    assert result.error_msg if code else not result.error_msg
+    assert any(f.present_current > 10.0 for f in feedback) == charged
+    # the safe state: no current, output de-energised, the session over
+    assert feedback[-1].present_current < 1.0
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and not (
+        status and abs(status[-1].current) < 1.0 and status[-1].voltage < 60.0
+    ):
+        time.sleep(0.1)
+    last = status[-1]
+    assert abs(last.current) < 1.0 and last.voltage < 60.0, last
+    assert last.mode != "REGULATE" or last.current_limit == 0.0, last

@@ -568,15 +568,17 @@ def _classify(
             else ErrorCode.EMERGENCY_STOP_EVSE
         )
         return code, f"emergency stop, origin {o.emergency.label}", Outcome.FAILED
-    if o.converter_fault:
-        return ErrorCode.CONVERTER_FAULT, f"converter fault: {o.converter_fault}", Outcome.FAILED
     clean = o.session_end == SessionEnd.CLEAN_STOP
+    # before the converter fault: a lost controller makes the converter latch off (its fault
+    # text then says "controller link lost"); the cause is the controller, not the converter
     if o.lost_in_session and not clean:
         return (
             ErrorCode.CONTROLLER_LOST,
             "controller heartbeat lost during the session",
             Outcome.FAILED,
         )
+    if o.converter_fault:
+        return ErrorCode.CONVERTER_FAULT, f"converter fault: {o.converter_fault}", Outcome.FAILED
     if ccs_decided and not g.accept_ccs_authorisation:
         return (
             ErrorCode.AUTHORISATION_REFUSED,

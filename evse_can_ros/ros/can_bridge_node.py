@@ -86,6 +86,9 @@ ROS_TYPE_OF_TOPIC = {
 }
 
 
+STATE_EVENTS = ("controller_lost", "controller_alive", "state")
+
+
 class NodeConfigError(Exception):
     """The node cannot start with its parameters (printed as one line, exit code 2)."""
 
@@ -223,10 +226,13 @@ class CanBridgeNode(Node):
                 wake_at = self.core.next_wakeup(now)
             for outgoing in out:
                 self._send(outgoing)
-            state_event = self._log_events(events)
+            # publish first, log after: a logger call can take tens of ms (rclpy looks up the
+            # caller's source line), which would delay the heartbeat-loss alarm
+            state_event = any(e.kind in STATE_EVENTS for e in events)
             if state_event or now >= next_state:
                 self._publish_controller_state(now)
                 next_state = now + self.state_period
+            self._log_events(events)
             self._wake.wait(max(0.0, min(wake_at, next_state) - time.monotonic()))
 
     def _send(self, outgoing: Outgoing) -> None:
@@ -253,7 +259,7 @@ class CanBridgeNode(Node):
                 log.error(e.text)
             else:
                 log.info(e.text)
-            state_event |= e.kind in ("controller_lost", "controller_alive", "state")
+            state_event |= e.kind in STATE_EVENTS
         return state_event
 
     def _publish_controller_state(self, now: float) -> None:

@@ -91,6 +91,7 @@ class ChargeServerNode(Node):
         self._emergency = False
         self._published: tuple[Any, ...] = ()
         self._last_feedback = 0.0
+        self._feedback_stage: Any = None
 
         self.pub_availability = self.create_publisher(
             ros.ChargerAvailability, "charger_availability", LATCHED
@@ -254,8 +255,12 @@ class ChargeServerNode(Node):
         with self._lock:
             session = self._session
             commands: list[Command] = session.step(now) if session is not None else []
-            if session is not None and now - self._last_feedback >= 0.5:
+            # 2 Hz, and at once on every stage change (short stages such as precharge too)
+            if session is not None and (
+                now - self._last_feedback >= 0.5 or session.stage != self._feedback_stage
+            ):
                 self._last_feedback = now
+                self._feedback_stage = session.stage
                 feedback = session.feedback(now)
             if (
                 session is not None

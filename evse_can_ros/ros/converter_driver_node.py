@@ -118,6 +118,7 @@ class ConverterDriverNode(LifecycleNode):
         self.backend: ConverterBackend | None = None
         self.module: PowerModule | None = None
         self.loop: ControlLoop | None = None
+        self._extra_reports = 0
         self.last_error = ""
         self._timers: list[Any] = []
         self._active = False
@@ -318,12 +319,20 @@ class ConverterDriverNode(LifecycleNode):
                 return
             before = self.loop.output
             out = self.loop.tick(time.monotonic())
-        if before is None or before.phase != out.phase or before.fault != out.fault:
-            if out.fault and (before is None or before.fault != out.fault):
-                self.get_logger().error(f"output off: {out.fault}")
+        changed = before is None or before.phase != out.phase or before.fault != out.fault
+        if changed:
+            # the measurement that shows the change (e.g. 0 A after an emergency stop) comes
+            # one or two control periods later: report those at once too, not at the next
+            # status period
+            self._extra_reports = 2
+        elif self._extra_reports > 0:
+            self._extra_reports -= 1
             publish = True
-        if publish:
+        if publish or changed:
             self._publish_power_status()
+        # log after publishing: an rclpy logger call can take tens of milliseconds
+        if changed and out.fault and (before is None or before.fault != out.fault):
+            self.get_logger().error(f"output off: {out.fault}")
 
     def _publish_power_status(self) -> None:
         with self._lock:
