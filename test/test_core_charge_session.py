@@ -277,6 +277,18 @@ def test_emergency_stop(origin: EmergencyStopOrigin, code: ErrorCode) -> None:
     assert origin.label in r.error_msg
 
 
+def test_emergency_stop_just_after_the_session_end_still_counts() -> None:
+    # the frames of one abort can arrive in any order: Charge_Session_Finished first
+    sc = Script().ccs_session()
+    sc.power(380, 0).state(S.CLOSING_COMMUNICATION).msg(
+        ChargeSessionFinished(SessionEnd.RUSHED_STOP)
+    )
+    sc.msg(EmergencyStop(EmergencyStopOrigin.PEV))
+    sc.power(4, 0).state(S.WAITING_FOR_PEV)
+    r = sc.s.result
+    assert r is not None and r.error_code == ErrorCode.EMERGENCY_STOP_PEV
+
+
 def test_controller_lost_then_reset() -> None:
     sc = Script().ccs_session()
     sc.state(S.CHARGING, alive=False).power(380, 0).advance(1.0)

@@ -344,7 +344,9 @@ class ChargeSession:
             if not message.is_standby and o.session is not None:
                 o.soc = float(message.state_of_charge)
         elif isinstance(message, EmergencyStop):
-            if o.emergency is None and o.ended_at is None:
+            # also just after Charge_Session_Finished: the frames of one abort may arrive in
+            # any order, and the stop is the cause of that end
+            if o.emergency is None and (o.ended_at is None or now - o.ended_at < 1.0):
                 o.emergency = message.origin
                 log.error("emergency stop, origin %s", message.origin.label)
         elif isinstance(message, ChargeSessionFinished) and o.session_opened_at is not None:

@@ -791,7 +791,10 @@ class ControllerSimulator:
     def _emergency(self, now: float, origin: EmergencyStopOrigin, reason: str) -> None:
         self.emergency = origin
         self.emergency_count += 1
-        self._next["emergency"] = now
+        # the Emergency_Stop frame goes out first, before the frames of the abort (and before
+        # Charge_Session_Finished), then every 100 ms
+        self._send(now, EmergencyStop(origin))
+        self._next["emergency"] = now + PERIOD
         self._abort(now, f"emergency stop ({origin.label}): {reason}")
 
     def _abort(self, now: float, reason: str) -> None:
