@@ -68,3 +68,13 @@ def codec():  # type: ignore[no-untyped-def]
     from evse_can_ros.protocol import load_codec
 
     return load_codec()
+
+
+@pytest.fixture(scope="module")
+def harness():  # type: ignore[no-untyped-def]
+    """Nodes in one process (own rclpy context, executor thread), one per test module."""
+    from evse_can_ros.ros.testing import RosHarness
+
+    h = RosHarness()
+    yield h
+    h.close()

@@ -33,7 +33,7 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 from evse_can_ros import msg as ros  # noqa: E402
 from evse_can_ros import srv  # noqa: E402
 from evse_can_ros.ros.can_bridge_node import CanBridgeNode, NodeConfigError  # noqa: E402
-from evse_can_ros.ros.testing import RosHarness  # noqa: E402
+from evse_can_ros.ros.testing import Collector, RosHarness  # noqa: E402
 from evse_can_ros.tools.bus_peer import BusPeer  # noqa: E402
 
 LATCHED = QoSProfile(
@@ -48,30 +48,6 @@ STATE = {
     "Charging": 7,
     "Not_Available": 12,
 }
-
-
-class Collector:
-    """Collects messages of one topic."""
-
-    def __init__(self, node: Any, msg_type: Any, topic: str, qos: Any = 10) -> None:
-        self.msgs: list[Any] = []
-        self.times: list[float] = []
-        node.create_subscription(msg_type, topic, self._cb, qos)
-
-    def _cb(self, msg: Any) -> None:
-        self.msgs.append(msg)
-        self.times.append(time.monotonic())
-
-    @property
-    def last(self) -> Any:
-        return self.msgs[-1] if self.msgs else None
-
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[RosHarness]:
-    h = RosHarness()
-    yield h
-    h.close()
 
 
 @pytest.fixture

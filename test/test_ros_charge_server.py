@@ -44,13 +44,6 @@ STATES = {
 }
 
 
-@pytest.fixture(scope="module")
-def harness() -> Iterator[RosHarness]:
-    h = RosHarness()
-    yield h
-    h.close()
-
-
 class Rig:
     """Bridge + charge server in a fresh namespace, a scripted controller and a fake converter."""
 

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,29 +33,12 @@ from evse_can_ros.ros.controller_sim_node import (  # noqa: E402
     NodeConfigError,
     run_simulator,
 )
-from evse_can_ros.ros.testing import RosHarness  # noqa: E402
+from evse_can_ros.ros.testing import Collector, RosHarness  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
-
-
-class Collector:
-    def __init__(self, node: Any, msg_type: Any, topic: str, qos: Any = 10) -> None:
-        self.msgs: list[Any] = []
-        node.create_subscription(msg_type, topic, self.msgs.append, qos)
-
-    @property
-    def last(self) -> Any:
-        return self.msgs[-1] if self.msgs else None
-
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[RosHarness]:
-    h = RosHarness()
-    yield h
-    h.close()
 
 
 @pytest.fixture

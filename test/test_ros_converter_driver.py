@@ -87,13 +87,6 @@ def wait(predicate: Callable[[], Any], timeout: float) -> float:
     return math.inf
 
 
-@pytest.fixture(scope="module")
-def harness() -> Iterator[RosHarness]:
-    h = RosHarness()
-    yield h
-    h.close()
-
-
 @pytest.fixture
 def make_rig(harness: RosHarness, vendor_kcd: Any) -> Iterator[Callable[..., Rig]]:
     rigs: list[Rig] = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,6 @@ from evse_can_ros.tools.replay import replay_to_bus, select_frames  # noqa: E402
 from evse_can_ros.tools.sessionlog import read_session  # noqa: E402
 
 EVENT_TOPICS = sorted(set(TOPIC_OF.values()))
-
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[RosHarness]:
-    h = RosHarness()
-    yield h
-    h.close()
 
 
 def typed_stream(bag: Path, ns: str) -> list[tuple[str, float, dict[str, Any]]]:

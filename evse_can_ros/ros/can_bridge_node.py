@@ -93,6 +93,20 @@ class NodeConfigError(Exception):
     """The node cannot start with its parameters (printed as one line, exit code 2)."""
 
 
+def start_link(node: Node, link: CanLink) -> None:
+    """Open and start a node's CAN link; a configuration error destroys the node.
+
+    Raises NodeConfigError (one line) for an interface python-can does not know or a bad
+    channel; a bus that exists but cannot be opened yet is retried by the link itself.
+    """
+    try:
+        link.open()
+    except LinkConfigError as exc:
+        node.destroy_node()
+        raise NodeConfigError(str(exc)) from None
+    link.start()
+
+
 class CanBridgeNode(Node):
     """See module docstring. Raises NodeConfigError for bad parameters."""
 
@@ -164,12 +178,7 @@ class CanBridgeNode(Node):
             self._on_link,
             filters=[pistol_filter(self.config.pistol_index)],
         )
-        try:
-            self.link.open()
-        except LinkConfigError as exc:
-            self.destroy_node()
-            raise NodeConfigError(str(exc)) from None
-        self.link.start()
+        start_link(self, self.link)
         self._tx_thread = threading.Thread(target=self._tx_loop, name="can-tx", daemon=True)
         self._tx_thread.start()
         self.get_logger().info(

@@ -26,7 +26,7 @@ from std_msgs.msg import Bool
 from evse_can_ros import msg as ros
 from evse_can_ros.action import Charge
 from evse_can_ros.ros.can_bridge_node import EVENTS, LATCHED
-from evse_can_ros.ros.dds import apply_local_dds_defaults
+from evse_can_ros.ros.dds import new_context
 
 ERROR_NAMES = {
     v: k
@@ -119,9 +119,7 @@ def run_charge(
     """Send the goal and follow it; return (exit code, result or None)."""
     own_context = context is None
     if own_context:
-        apply_local_dds_defaults()
-        context = rclpy.Context()
-        rclpy.init(context=context)
+        context = new_context()
     node = Node("evse_can_ros_charge", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -208,9 +206,7 @@ def run_charge(
 
 def run_status(namespace: str, watch: bool, wait: float = 2.0, out: TextIO = sys.stdout) -> int:
     """Print the pistol's state once (after ``wait`` s) or live until Ctrl-C."""
-    apply_local_dds_defaults()
-    context = rclpy.Context()
-    rclpy.init(context=context)
+    context = new_context()
     node = Node("evse_can_ros_status", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)

@@ -33,7 +33,7 @@ from rclpy.parameter import Parameter
 from evse_can_ros.core.battery import VehicleInlet
 from evse_can_ros.core.config import ConfigError
 from evse_can_ros.nodeset import ChargerOptions, NodeSpec, node_set, pistol_namespace
-from evse_can_ros.ros.dds import apply_local_dds_defaults
+from evse_can_ros.ros.dds import new_context
 
 SHARED_INLET = ("converter_driver", "controller_simulator")
 
@@ -126,10 +126,7 @@ class Charger:
 
 def init_context(options: ChargerOptions) -> Context:
     """Create a new rclpy context with the launch-equivalent ``--ros-args`` (local DDS only)."""
-    apply_local_dds_defaults()
-    context = Context()
-    rclpy.init(args=["evse-can-ros", *ros_args(options)], context=context)
-    return context
+    return new_context(["evse-can-ros", *ros_args(options)])
 
 
 def run_charger(options: ChargerOptions) -> int:

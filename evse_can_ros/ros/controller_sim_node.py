@@ -42,11 +42,16 @@ from evse_can_ros.core.battery import VehicleInlet
 from evse_can_ros.core.config import ConfigError, param
 from evse_can_ros.core.controller_sim import ControllerSimConfig, ControllerSimulator, Scenario
 from evse_can_ros.core.vehicle import Vehicle, VehicleParams
-from evse_can_ros.protocol import CanFrame, ControllerState, ProtocolError, load_codec
-from evse_can_ros.protocol import pistol_filter as make_pistol_filter
-from evse_can_ros.ros.can_bridge_node import NodeConfigError
+from evse_can_ros.protocol import (
+    CanFrame,
+    ControllerState,
+    ProtocolError,
+    load_codec,
+    pistol_filter,
+)
+from evse_can_ros.ros.can_bridge_node import NodeConfigError, start_link
 from evse_can_ros.ros.params import declare_config
-from evse_can_ros.transport import CanLink, LinkConfig, LinkConfigError
+from evse_can_ros.transport import CanLink, LinkConfig
 
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
@@ -114,14 +119,9 @@ class ControllerSimulatorNode(Node):
             self.link_config,
             self._on_frame,
             self._on_link,
-            filters=[make_pistol_filter(self.config.pistol_index)],
+            filters=[pistol_filter(self.config.pistol_index)],
         )
-        try:
-            self.link.open()
-        except LinkConfigError as exc:
-            self.destroy_node()
-            raise NodeConfigError(str(exc)) from None
-        self.link.start()
+        start_link(self, self.link)
         self._thread = threading.Thread(target=self._loop, name="controller-sim", daemon=True)
         self._thread.start()
         p = vehicle_params

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+import rclpy
+from rclpy.context import Context
+
 LOCAL_DISCOVERY = "LOCALHOST"
 
 
@@ -16,3 +19,11 @@ def apply_local_dds_defaults() -> None:
     """
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", LOCAL_DISCOVERY)
     os.environ.setdefault("ROS_DOMAIN_ID", "0")
+
+
+def new_context(args: list[str] | None = None) -> Context:
+    """Return a new, initialised rclpy context (local DDS defaults applied first)."""
+    apply_local_dds_defaults()
+    context = Context()
+    rclpy.init(args=args, context=context)
+    return context

@@ -16,11 +16,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import rclpy
-from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
-from evse_can_ros.ros.dds import apply_local_dds_defaults
+from evse_can_ros.ros.dds import apply_local_dds_defaults, new_context
 
 N = TypeVar("N", bound=Node)
 
@@ -34,8 +33,7 @@ class RosHarness:
             os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
             or os.environ.get("EVSE_CAN_ROS_ALLOW_REMOTE_DDS") == "1"
         ), "DDS must stay on this machine"
-        self.context = Context()
-        rclpy.init(context=self.context)
+        self.context = new_context()
         self.executor = SingleThreadedExecutor(context=self.context)
         self.nodes: list[Node] = []
         self.node = self.add(Node, "test_harness")
@@ -90,3 +88,21 @@ class RosHarness:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Collector:
+    """Collects the messages of one topic (and their arrival times, monotonic) for tests."""
+
+    def __init__(self, node: Node, msg_type: Any, topic: str, qos: Any = 10) -> None:
+        self.msgs: list[Any] = []
+        self.times: list[float] = []
+        node.create_subscription(msg_type, topic, self._cb, qos)
+
+    def _cb(self, msg: Any) -> None:
+        self.msgs.append(msg)
+        self.times.append(time.monotonic())
+
+    @property
+    def last(self) -> Any:
+        """The newest message, or None."""
+        return self.msgs[-1] if self.msgs else None

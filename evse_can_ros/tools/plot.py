@@ -182,30 +182,17 @@ def plot_session(
         for t, _ in s.faults:
             ax.axvline(t, color="#d62728", lw=1.2, ls="--")
         ax.grid(True, alpha=0.3)
-    ax_v.plot(s.t_status, s.voltage, color="#1f77b4", lw=1.5, label="measured voltage")
-    if s.t_request:
-        ax_v.step(
-            s.t_request,
-            s.target_voltage,
-            where="post",
-            color="#1f77b4",
-            lw=0.8,
-            ls=":",
-            label="requested voltage",
-        )
-    ax_v.set_ylabel("voltage [V]")
-    ax_i.plot(s.t_status, s.current, color="#ff7f0e", lw=1.5, label="measured current")
-    if s.t_request:
-        ax_i.step(
-            s.t_request,
-            s.target_current,
-            where="post",
-            color="#ff7f0e",
-            lw=0.8,
-            ls=":",
-            label="requested current",
-        )
-    ax_i.set_ylabel("current [A]")
+    for ax, name, unit, color, measured, requested in (
+        (ax_v, "voltage", "V", "#1f77b4", s.voltage, s.target_voltage),
+        (ax_i, "current", "A", "#ff7f0e", s.current, s.target_current),
+    ):
+        ax.plot(s.t_status, measured, color=color, lw=1.5, label=f"measured {name}")
+        if s.t_request:
+            ax.step(
+                s.t_request, requested, where="post", color=color, lw=0.8, ls=":",
+                label=f"requested {name}",
+            )  # fmt: skip
+        ax.set_ylabel(f"{name} [{unit}]")
     ax_p = ax_i.twinx()
     ax_p.plot(
         s.t_status,
