@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from evse_can_ros.config import ConfigError
 from evse_can_ros.converter import (
     BackendLoadError,
     Capabilities,
@@ -23,7 +24,6 @@ from evse_can_ros.converter import (
 )
 from evse_can_ros.converter.simulated import SimulatedConverter, SimulatedConverterParams
 from evse_can_ros.core.battery import Battery, BatteryParams, VehicleInlet
-from evse_can_ros.core.config import ConfigError
 
 DT = 0.01
 
@@ -190,9 +190,9 @@ def test_temperature_rises_with_losses_and_derates() -> None:
 
 def test_fault_insulation() -> None:
     conv = make(insulation_fault_resistance=40e3)
-    assert conv.read(0.3).insulation_resistance == 5e6
+    assert conv.read(0.3).insulation_resistance_ohm == 5e6
     conv.inject("insulation_fault")
-    assert conv.read(0.31).insulation_resistance == 40e3
+    assert conv.read(0.31).insulation_resistance_ohm == 40e3
 
 
 def test_fault_over_temperature_derates_to_zero_and_trips() -> None:

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
+from evse_can_ros.config import ConfigError
 from evse_can_ros.core.bridge import BridgeConfig, BridgeCore, RxKind
-from evse_can_ros.core.config import ConfigError
 from evse_can_ros.protocol import (
     AdmCsSeccOutputs,
     AdvanticsControllerStatus,

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from evse_can_ros.config import ConfigError
 from evse_can_ros.core.charge_session import (
     Availability,
     ChargeGoal,
@@ -23,7 +24,6 @@ from evse_can_ros.core.charge_session import (
     safe_to_unplug,
     validate_goal,
 )
-from evse_can_ros.core.config import ConfigError
 from evse_can_ros.protocol import (
     ChargeSessionFinished,
     ChargingLoop,

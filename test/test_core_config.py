@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from evse_can_ros.core.config import ConfigError, check, describe, from_mapping, param
+from evse_can_ros.config import ConfigError, check, describe, from_mapping, param
 
 
 @dataclass(frozen=True)

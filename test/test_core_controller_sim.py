@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from evse_can_ros.core.config import ConfigError, from_mapping
+from evse_can_ros.config import ConfigError, from_mapping
 from evse_can_ros.core.controller_sim import ControllerSimConfig, ControllerSimulator, Scenario
 from evse_can_ros.core.vehicle import Vehicle, VehicleParams, VehiclePhase
 from evse_can_ros.protocol import (

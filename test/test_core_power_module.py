@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from evse_can_ros.config import ConfigError
 from evse_can_ros.converter.base import Mode
 from evse_can_ros.converter.simulated import SimulatedConverter, SimulatedConverterParams
 from evse_can_ros.core.battery import Battery, BatteryParams, VehicleInlet
-from evse_can_ros.core.config import ConfigError
 from evse_can_ros.core.power_module import (
     ControlLoop,
     Phase,

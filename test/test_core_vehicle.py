@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from evse_can_ros.config import ConfigError, from_mapping
 from evse_can_ros.core.battery import Battery, BatteryParams, VehicleInlet
-from evse_can_ros.core.config import ConfigError, from_mapping
 from evse_can_ros.core.vehicle import Vehicle, VehicleParams, VehiclePhase
 from evse_can_ros.protocol import CommunicationProtocol, PlugAndPins
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from evse_can_ros.config import describe
 from evse_can_ros.core.bridge import BridgeConfig
-from evse_can_ros.core.config import describe
 from evse_can_ros.transport import LinkConfig
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()

@@ -2,7 +2,10 @@
 
 A backend drives one set of power modules (simulated or real hardware). The sequencing logic
 (:mod:`evse_can_ros.core.power_module`) never talks to hardware directly: it produces a
-:class:`Setpoint` every control period and the node hands it to :meth:`ConverterBackend.apply`.
+:class:`Setpoint` every control period and the control loop hands it to
+:meth:`ConverterBackend.apply`. The data types and the port the core uses
+(:class:`~evse_can_ros.core.power_stage.PowerStage`) live in :mod:`evse_can_ros.core.power_stage`
+and are re-exported here.
 
 Public calls (what the node uses) do the shared checks; subclasses implement the ``_``-prefixed
 hardware calls only (the python-can ``BusABC.recv`` / ``_recv_internal`` pattern):
@@ -10,33 +13,43 @@ hardware calls only (the python-can ``BusABC.recv`` / ``_recv_internal`` pattern
 =====================  ======================  ==============================================
 public                 implemented by          shared behaviour of the base class
 =====================  ======================  ==============================================
-``open()``             ``_open()``             idempotent; errors become :class:`ConverterFault`
+``open()``             ``_open()``             idempotent; starts the output watchdog thread
 ``close()``            ``_close()``            output off first (``stop()``), never raises
 ``wake()``/``sleep()`` ``_wake()``/``_sleep``  errors become :class:`ConverterFault`
 ``apply(sp, now)``     ``_apply(sp, now)``     clamps to :meth:`capabilities`, feeds watchdog
-``read(now)``          ``_read(now)``          setpoint watchdog, fault reporting
+``read(now)``          ``_read(now)``          measurement sanity, watchdog, fault reporting
 ``stop()``             ``_stop()``             output off immediately, never raises
 ``capabilities(now)``  ``_capabilities(now)``  sanity check of the returned values
 =====================  ======================  ==============================================
 
 Timing and safety contract (backends must honour it; the base class enforces what it can):
 
-* Every call is made from one thread (the node's control loop) and must return QUICKLY
-  (well under one control period, 20 ms by default): no blocking waits for slow ramps. A slow
-  action (waking modules, ramping) is started by the call and observed through :meth:`read`.
+* Calls are serialised by a lock in the base class and must return QUICKLY (well under one
+  control period, 20 ms by default): no blocking waits for slow ramps. A slow action (waking
+  modules, ramping) is started by the call and observed through :meth:`read`.
 * ``time`` is an argument (``now``, seconds, monotonic): a backend never reads the wall clock
   for its control decisions, so the simulated converter runs faster than real time in tests.
 * :meth:`stop` must command the output off before it returns and must never raise: it is the
-  emergency path (emergency stop, heartbeat loss, faults). A backend whose hardware cannot be
-  reached must still do everything it can (e.g. drop an enable line) and swallow the error.
+  emergency path (emergency stop, heartbeat loss, faults, watchdog, shutdown). ``_stop`` may be
+  called **from any thread at any time**, also while another call is in progress (it does not
+  take the lock when the lock is busy), so it must be thread-safe on its own (e.g. one frame on
+  a thread-safe bus, or an enable line). A backend whose hardware cannot be reached must still
+  do everything it can and swallow the error.
 * :meth:`apply` never makes the output exceed :meth:`capabilities`: the base class clamps
   ``voltage`` into ``[0, max_voltage]``, ``current_limit`` into ``[0, max_current]`` and the
   current limit to ``max_power / voltage``. A REGULATE setpoint below ``min_voltage`` cannot be
   regulated: it is turned into OFF (never regulate *above* a requested voltage).
-* **Setpoint watchdog**: if :meth:`apply` has not been called for ``setpoint_timeout`` seconds
-  while the output is on, the next :meth:`read` turns the output off (``_stop``) and reports it
-  in :attr:`Measurement.fault` until the next :meth:`apply`. A stalled control loop therefore
-  cannot leave the output regulating to a stale request.
+* **Output watchdog** (independent of the caller): :meth:`open` starts a thread that switches the
+  output off (``stop()``) when no :meth:`apply` has arrived for ``setpoint_timeout`` seconds of
+  wall-clock time while the output is on, even if the caller's thread or executor is blocked or
+  dead. The same rule is also checked on the ``now`` clock in :meth:`read`. After a trip,
+  :meth:`apply` keeps the output off until :meth:`read` has reported the trip in
+  :attr:`Measurement.fault`, so the control loop latches it. A backend whose hardware has its
+  own watchdog at least as fast may set ``HARDWARE_WATCHDOG = True``; the thread still runs.
+* **Measurement sanity** (one place, :func:`~evse_can_ros.core.power_stage.implausible`): a
+  measurement that is not finite or physically impossible for the rated capabilities makes
+  :meth:`read` stop the output and raise :class:`ConverterFault`; no invented value reaches the
+  controller.
 * Any exception raised by an implementation method becomes :class:`ConverterFault` (one line,
   naming the operation); the base class calls ``_stop`` on the way and keeps the message in
   :attr:`ConverterBackend.fault` until a later call succeeds. Hardware-reported faults that are
@@ -47,76 +60,132 @@ Timing and safety contract (backends must honour it; the base class enforces wha
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
+import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from evse_can_ros.core.battery import VehicleInlet
+from evse_can_ros.core.power_stage import (
+    NO_CAPABILITIES,
+    OFF,
+    Capabilities,
+    ConverterError,
+    ConverterFault,
+    Measurement,
+    Mode,
+    Setpoint,
+    clamp_setpoint,
+    implausible,
+)
+from evse_can_ros.text import one_line
+
+__all__ = [
+    "OFF",
+    "Capabilities",
+    "ConverterBackend",
+    "ConverterError",
+    "ConverterFault",
+    "FaultInjection",
+    "FollowsControllerState",
+    "Measurement",
+    "Mode",
+    "OutputWatchdog",
+    "Setpoint",
+    "SharesVehicleInlet",
+    "clamp_setpoint",
+]
 
 log = logging.getLogger(__name__)
 
 
-class Mode(enum.Enum):
-    """What the converter output does."""
+@runtime_checkable
+class FaultInjection(Protocol):
+    """A backend whose faults can be switched at run time (the ``RUNTIME_PARAMS``)."""
 
-    OFF = "OFF"
-    """No power conversion; the output is left as it is (no bleeding)."""
-    REGULATE = "REGULATE"
-    """Constant voltage ``voltage`` with current limit ``current_limit`` (CC/CV automatically)."""
-    DISCHARGE = "DISCHARGE"
-    """No conversion, active discharge (bleeder) of the output down to ``voltage``."""
+    def inject(self, fault: str, on: bool = True) -> None:
+        """Switch fault ``fault`` on or off (ValueError for an unknown name)."""
 
 
-@dataclass(frozen=True)
-class Setpoint:
-    """A converter command: mode, voltage [V] (target / ceiling) and current limit [A]."""
+@runtime_checkable
+class FollowsControllerState(Protocol):
+    """A simulated backend that models the vehicle's contactors from the controller state."""
 
-    mode: Mode = Mode.OFF
-    voltage: float = 0.0
-    current_limit: float = 0.0
-
-
-OFF = Setpoint()
-"""The output-off setpoint."""
+    def follow_controller_state(self, state: int) -> None:
+        """Take the controller state (spec 8 value)."""
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """What the converter measures (cable side of the output stage)."""
+@runtime_checkable
+class SharesVehicleInlet(Protocol):
+    """A simulated backend that can share the vehicle's inlet with an in-process vehicle model."""
 
-    voltage: float  # V
-    current: float  # A, positive = delivered to the vehicle
-    module_temperature: float  # degC, hottest power-module sensor
-    enclosure_temperature: float  # degC
-    insulation_resistance: float  # Ohm (inf = good, pass/fail monitor)
-    output_enabled: bool  # power conversion running
-    ready: bool  # modules awake and able to deliver
-    fault: str = ""  # "" = none; e.g. "module trip"
+    def connect_inlet(self, inlet: VehicleInlet) -> None:
+        """Use ``inlet`` (battery, contactors) instead of the backend's own."""
 
 
-@dataclass(frozen=True)
-class Capabilities:
-    """Present (possibly derated) capabilities of the power stage."""
+class OutputWatchdog:
+    """A thread that calls ``trip()`` when ``feed()`` has not been called for ``timeout`` s.
 
-    min_voltage: float  # V, lowest regulable output voltage
-    max_voltage: float  # V
-    max_current: float  # A
-    max_power: float  # W
+    Armed only while ``armed`` (the output is on); wall clock (``clock``, default
+    ``time.monotonic``). It sleeps until the deadline, so it costs a few wake-ups per second at
+    most, and none while disarmed.
+    """
 
-    def current_limit_at(self, voltage: float) -> float:
-        """Largest current allowed at ``voltage`` (current and power limits)."""
-        v = max(voltage, self.min_voltage, 1.0)
-        return max(0.0, min(self.max_current, self.max_power / v))
+    def __init__(
+        self,
+        timeout: float,
+        trip: Callable[[float], None],
+        name: str = "output-watchdog",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.timeout = timeout
+        self.trips = 0
+        self._trip = trip
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._deadline: float | None = None  # None = disarmed
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
 
+    def feed(self, armed: bool) -> None:
+        """Take a setpoint: the output is now on (``armed``) or off."""
+        with self._cond:
+            was = self._deadline
+            self._deadline = self._clock() + self.timeout if armed else None
+            if was is None and armed:
+                self._cond.notify()
 
-class ConverterError(Exception):
-    """Base of the converter errors (one-line messages)."""
+    def close(self) -> None:
+        """Stop the thread (idempotent)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
 
-
-class ConverterFault(ConverterError):  # noqa: N818 - name fixed by the interface
-    """The backend failed (communication lost, hardware error); the output has been stopped."""
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                if self._deadline is None:
+                    self._cond.wait()
+                    continue
+                late = self._clock() - self._deadline
+                if late < 0:
+                    self._cond.wait(-late)
+                    continue
+                self._deadline = None
+                self.trips += 1
+            try:
+                self._trip(late + self.timeout)
+            except Exception:  # the trip path must never kill the watchdog
+                log.exception("output watchdog trip failed")
 
 
 class ConverterBackend(ABC):
@@ -125,23 +194,29 @@ class ConverterBackend(ABC):
     NAME: ClassVar[str] = "abstract"
     """Registry name of the backend."""
     PARAMS: ClassVar[type | None] = None
-    """Declarative config dataclass (core.config) of the backend's parameters, or None."""
+    """Declarative config dataclass (evse_can_ros.config) of the backend's parameters, or None."""
     RUNTIME_PARAMS: ClassVar[tuple[str, ...]] = ()
     """PARAMS fields that may change at run time (passed to ``inject(name, value)``)."""
+    HARDWARE_WATCHDOG: ClassVar[bool] = False
+    """The hardware switches its output off on its own when commands stop (documentation)."""
 
-    def __init__(self, setpoint_timeout: float = 0.5) -> None:
-        if not setpoint_timeout > 0:
+    def __init__(self, setpoint_timeout: float = 0.25, *, watchdog_thread: bool = True) -> None:
+        if not (isinstance(setpoint_timeout, (int, float)) and setpoint_timeout > 0):
             raise ValueError(f"setpoint_timeout must be > 0 s, got {setpoint_timeout}")
-        self.setpoint_timeout = setpoint_timeout
+        self.setpoint_timeout = float(setpoint_timeout)
         self.is_open = False
         self.fault = ""  # last ConverterFault message, cleared by a successful read
         self.setpoint = OFF  # last setpoint applied (after clamping)
+        self.rated: Capabilities | None = None  # highest capabilities reported so far
+        self._lock = threading.RLock()
         self._last_apply: float | None = None
-        self._watchdog_tripped = False
+        self._watchdog_tripped = ""  # trip reason, reported once by read()
+        self._use_thread = watchdog_thread
+        self.watchdog: OutputWatchdog | None = None
 
     @classmethod
     def from_params(
-        cls, params: Mapping[str, Any], inlet: Any = None, setpoint_timeout: float = 0.5
+        cls, params: Mapping[str, Any], setpoint_timeout: float = 0.25
     ) -> ConverterBackend:
         """Create the backend from a parameter mapping (override for backends with PARAMS)."""
         if params:
@@ -151,88 +226,124 @@ class ConverterBackend(ABC):
     # --- public API --------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Connect to the hardware (idempotent). Raises ConverterFault."""
-        if self.is_open:
-            return
-        self._call("open", self._open)
-        self.is_open = True
+        """Connect to the hardware (idempotent) and start the watchdog. Raises ConverterFault."""
+        with self._lock:
+            if self.is_open:
+                return
+            self._call("open", self._open)
+            self.is_open = True
+            if self._use_thread and self.watchdog is None:
+                self.watchdog = OutputWatchdog(
+                    self.setpoint_timeout, self._watchdog_trip, f"{self.NAME}-watchdog"
+                )
 
     def close(self) -> None:
         """Stop the output and release the hardware (idempotent, never raises)."""
-        if not self.is_open:
-            return
         self.stop()
-        try:
-            self._close()
-        except Exception as exc:
-            log.warning("converter close failed: %s", _one_line(exc))
-        self.is_open = False
+        with self._lock:
+            if self.watchdog is not None:
+                self.watchdog.close()
+                self.watchdog = None
+            if not self.is_open:
+                return
+            try:
+                self._close()
+            except Exception as exc:
+                log.warning("converter close failed: %s", one_line(exc))
+            self.is_open = False
 
     def wake(self) -> None:
         """Start waking the modules; readiness shows in ``read().ready``. Raises ConverterFault."""
-        self._call("wake", self._wake)
+        with self._lock:
+            self._call("wake", self._wake)
 
     def sleep(self) -> None:
         """Stop the output and let the modules sleep. Raises ConverterFault."""
         self.stop()
-        self._call("sleep", self._sleep)
+        with self._lock:
+            self._call("sleep", self._sleep)
 
     def apply(self, setpoint: Setpoint, now: float) -> Setpoint:
         """Clamp ``setpoint`` to the capabilities and command it; return what was applied."""
-        self._last_apply = now
-        self._watchdog_tripped = False
-        if setpoint.mode is Mode.REGULATE:
-            caps = self.capabilities(now)
-            setpoint = clamp_setpoint(setpoint, caps)
-        elif setpoint.mode is Mode.DISCHARGE:
-            setpoint = replace(setpoint, voltage=max(0.0, setpoint.voltage), current_limit=0.0)
-        else:
-            setpoint = OFF
-        if setpoint.mode is Mode.OFF:
-            self.stop()
-            if self.fault.startswith("stop failed"):
-                raise ConverterFault(self.fault)
-            return OFF
-        self._call("apply", self._apply, setpoint, now)
-        self.setpoint = setpoint
-        return setpoint
+        with self._lock:
+            self._last_apply = now
+            if self._watchdog_tripped:  # off until read() has reported the trip
+                setpoint = OFF
+            if setpoint.mode is Mode.REGULATE:
+                setpoint = clamp_setpoint(setpoint, self.capabilities(now))
+            elif setpoint.mode is Mode.DISCHARGE:
+                setpoint = replace(setpoint, voltage=max(0.0, setpoint.voltage), current_limit=0.0)
+            else:
+                setpoint = OFF
+            if setpoint.mode is Mode.OFF:
+                self.stop()
+                if self.fault.startswith("stop failed"):
+                    raise ConverterFault(self.fault)
+                return OFF
+            self._call("apply", self._apply, setpoint, now)
+            self.setpoint = setpoint
+            if self.watchdog is not None:
+                self.watchdog.feed(True)
+            return setpoint
 
     def read(self, now: float) -> Measurement:
-        """Measure; enforce the setpoint watchdog. Raises ConverterFault."""
-        if (
-            self.setpoint.mode is not Mode.OFF
-            and self._last_apply is not None
-            and now - self._last_apply > self.setpoint_timeout
-        ):
-            log.error(
-                "no setpoint for %.3f s (timeout %.3f s): output off",
-                now - self._last_apply,
-                self.setpoint_timeout,
-            )
-            self.stop()
-            self._watchdog_tripped = True
-        m: Measurement = self._call("read", self._read, now)
-        self.fault = ""
-        if self._watchdog_tripped and not m.fault:
-            m = replace(m, fault=f"setpoint watchdog: no setpoint for {self.setpoint_timeout:g} s")
-        return m
+        """Measure; enforce the setpoint watchdog and measurement sanity. Raises ConverterFault."""
+        with self._lock:
+            if (
+                self.setpoint.mode is not Mode.OFF
+                and self._last_apply is not None
+                and now - self._last_apply > self.setpoint_timeout
+            ):
+                self._watchdog_trip(now - self._last_apply)
+            m: Measurement = self._call("read", self._read, now)
+            reason = implausible(m, self.rated)
+            if reason:
+                self._fail("measurement", ValueError(f"implausible measurement: {reason}"))
+            self.fault = ""
+            tripped, self._watchdog_tripped = self._watchdog_tripped, ""
+            if tripped and not m.fault:
+                m = replace(m, fault=tripped)
+            return m
 
     def stop(self) -> None:
-        """Output off immediately. Never raises (the emergency path)."""
-        self.setpoint = OFF
+        """Output off immediately. Never raises (the emergency path); any thread.
+
+        Takes the lock if it is free within 5 ms; otherwise (another call is stuck) calls
+        ``_stop`` anyway: the output must go off whatever the other thread is doing.
+        """
+        locked = self._lock.acquire(timeout=0.005)
         try:
-            self._stop()
-        except Exception as exc:
-            self.fault = f"stop failed: {_one_line(exc)}"
-            log.error("converter stop failed: %s", _one_line(exc))
+            self.setpoint = OFF
+            if self.watchdog is not None:
+                self.watchdog.feed(False)
+            try:
+                self._stop()
+            except Exception as exc:
+                self.fault = f"stop failed: {one_line(exc)}"
+                log.error("converter stop failed: %s", one_line(exc))
+        finally:
+            if locked:
+                self._lock.release()
 
     def capabilities(self, now: float) -> Capabilities:
         """Present capabilities (derated). Raises ConverterFault."""
-        caps: Capabilities = self._call("capabilities", self._capabilities, now)
-        values = (caps.min_voltage, caps.max_voltage, caps.max_current, caps.max_power)
-        if not all(math.isfinite(v) and v >= 0 for v in values):
-            self._fail("capabilities", ValueError(f"invalid capabilities {caps}"))
-        return caps
+        with self._lock:
+            caps: Capabilities = self._call("capabilities", self._capabilities, now)
+            values = (caps.min_voltage, caps.max_voltage, caps.max_current, caps.max_power)
+            if (
+                not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+                or min(values) < 0
+            ):
+                self._fail("capabilities", ValueError(f"invalid capabilities {caps}"))
+            r = self.rated or NO_CAPABILITIES
+            if caps.max_voltage > r.max_voltage or caps.max_current > r.max_current:
+                self.rated = Capabilities(
+                    min(caps.min_voltage, r.min_voltage) if self.rated else caps.min_voltage,
+                    max(caps.max_voltage, r.max_voltage),
+                    max(caps.max_current, r.max_current),
+                    max(caps.max_power, r.max_power),
+                )
+            return caps
 
     # --- implementation ----------------------------------------------------------------------
 
@@ -262,7 +373,7 @@ class ConverterBackend(ABC):
 
     @abstractmethod
     def _stop(self) -> None:
-        """Output off now (may raise; the base class logs and swallows)."""
+        """Output off now; thread-safe (may raise; the base class logs and swallows)."""
 
     @abstractmethod
     def _capabilities(self, now: float) -> Capabilities:
@@ -270,35 +381,23 @@ class ConverterBackend(ABC):
 
     # --- helpers -----------------------------------------------------------------------------
 
+    def _watchdog_trip(self, silent_for: float) -> None:
+        text = (
+            f"setpoint watchdog: no setpoint for {silent_for:.3f} s "
+            f"(setpoint_timeout {self.setpoint_timeout:g} s): output off"
+        )
+        self.stop()
+        self._watchdog_tripped = text
+        log.error("%s", text)
+
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
-        except ConverterFault as exc:
-            self._fail(what, exc)
         except Exception as exc:
             self._fail(what, exc)
 
     def _fail(self, what: str, exc: BaseException) -> None:
-        text = f"converter {what} failed: {_one_line(exc)}"
-        self.fault = text
+        text = f"converter {what} failed: {one_line(exc)}"
         self.stop()
         self.fault = text
         raise ConverterFault(text) from exc
-
-
-def clamp_setpoint(setpoint: Setpoint, caps: Capabilities) -> Setpoint:
-    """Clamp a REGULATE setpoint to ``caps`` (below ``min_voltage``: OFF)."""
-    if setpoint.mode is not Mode.REGULATE:
-        return setpoint
-    v = min(max(0.0, setpoint.voltage), caps.max_voltage)
-    if not math.isfinite(v) or v < caps.min_voltage or v <= 0.0:
-        return OFF
-    i = min(max(0.0, setpoint.current_limit), caps.current_limit_at(v))
-    if not math.isfinite(i):
-        return OFF
-    return Setpoint(Mode.REGULATE, v, i)
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -8,8 +8,8 @@ Built in: ``simulated``. Third-party hardware backends register a
     acme_dcdc = "acme_dcdc.backend:AcmeConverter"
 
 and are selected with the ``converter_backend`` parameter (``converter_backend: acme_dcdc``).
-A backend's parameters are its ``PARAMS`` config dataclass (see :mod:`evse_can_ros.core.config`),
-created through its ``from_params(params, inlet, setpoint_timeout)`` class method.
+A backend's parameters are its ``PARAMS`` config dataclass (see :mod:`evse_can_ros.config`),
+created through its ``from_params(params, setpoint_timeout)`` class method.
 """
 
 from __future__ import annotations
@@ -75,13 +75,10 @@ def backend_class(name: str) -> type[ConverterBackend]:
 
 
 def create_backend(
-    name: str,
-    params: Mapping[str, Any] | None = None,
-    inlet: Any = None,
-    setpoint_timeout: float = 0.5,
+    name: str, params: Mapping[str, Any] | None = None, setpoint_timeout: float = 0.25
 ) -> ConverterBackend:
     """Create backend ``name`` from its parameters (not opened yet).
 
     Raises UnknownBackendError, BackendLoadError, or ConfigError/ValueError for bad parameters.
     """
-    return backend_class(name).from_params(dict(params or {}), inlet, setpoint_timeout)
+    return backend_class(name).from_params(dict(params or {}), setpoint_timeout)

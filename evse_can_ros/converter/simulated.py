@@ -22,13 +22,19 @@ Plant model (integrated in sub-steps of at most 5 ms between two calls, time pas
 * **Insulation**: the monitor reports ``insulation_resistance`` (Ohm), or
   ``insulation_fault_resistance`` while ``insulation_fault`` is injected.
 
+* **The modules' own watchdog** (``HARDWARE_WATCHDOG``): on the plant clock, the output switches
+  off when no setpoint has arrived for ``setpoint_timeout`` while it is on, as real modules do when
+  their controller goes silent. :meth:`SimulatedConverter.advance` moves the plant without a
+  command (a test whose driver has died).
+
 Fault injection (parameters, also at run time through :meth:`SimulatedConverter.inject`):
 
 * ``insulation_fault``: the insulation monitor reads ``insulation_fault_resistance``;
 * ``over_temperature``: module temperature + ``over_temperature_rise`` (derating, then trip);
 * ``communication_loss``: every call except ``stop`` raises (the base class turns that into
   ``ConverterFault``); the modules' own watchdog turns the output off;
-* ``module_trip``: the modules trip: output off, not ready, ``fault = "module trip"``.
+* ``module_trip``: the modules trip: output off, not ready, ``fault = "module trip"``;
+* ``measurement_nan``: the voltage sensor reads NaN (the base class's sanity check faults).
 
 Slopes of 0 mean instantaneous (benchmarks).
 """
@@ -42,6 +48,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from evse_can_ros.config import ConfigError, check, from_mapping, param
 from evse_can_ros.converter.base import (
     OFF,
     Capabilities,
@@ -51,7 +58,6 @@ from evse_can_ros.converter.base import (
     Setpoint,
 )
 from evse_can_ros.core.battery import VehicleInlet
-from evse_can_ros.core.config import ConfigError, check, from_mapping, param
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,7 @@ FAULTS: tuple[str, ...] = (
     "over_temperature",
     "communication_loss",
     "module_trip",
+    "measurement_nan",
 )
 """Names of the injectable faults (also the boolean parameters of the same name)."""
 
@@ -126,6 +133,7 @@ class SimulatedConverterParams:
     over_temperature: bool = param(False, "fault injection: module over-temperature")
     communication_loss: bool = param(False, "fault injection: no answer from the modules")
     module_trip: bool = param(False, "fault injection: power modules tripped")
+    measurement_nan: bool = param(False, "fault injection: the voltage measurement reads NaN")
 
     def __post_init__(self) -> None:
         check(self)
@@ -151,20 +159,24 @@ class SimulatedConverter(ConverterBackend):
     NAME: ClassVar[str] = "simulated"
     PARAMS: ClassVar[type | None] = SimulatedConverterParams
     RUNTIME_PARAMS: ClassVar[tuple[str, ...]] = FAULTS
+    HARDWARE_WATCHDOG: ClassVar[bool] = True
 
     def __init__(
         self,
         params: SimulatedConverterParams | None = None,
         inlet: VehicleInlet | None = None,
-        setpoint_timeout: float = 0.5,
+        setpoint_timeout: float = 0.25,
+        *,
+        watchdog_thread: bool = True,
     ) -> None:
-        super().__init__(setpoint_timeout)
+        super().__init__(setpoint_timeout, watchdog_thread=watchdog_thread)
         self.params = params or SimulatedConverterParams()
         # Without a shared inlet (the vehicle simulator runs in another process) the converter
         # keeps its own battery and models the vehicle's contactors from the controller state
         # (follow_controller_state).
         self.owns_inlet = inlet is None
         self.inlet = inlet if inlet is not None else VehicleInlet(plugged_in=True)
+        self._last_command: float | None = None  # plant time of the last _apply
         p = self.params
         self.faults: dict[str, bool] = {name: bool(getattr(p, name)) for name in FAULTS}
         self._t: float | None = None
@@ -188,12 +200,21 @@ class SimulatedConverter(ConverterBackend):
         if self.owns_inlet:
             self.inlet.contactors_closed = state in (6, 7, 8)
 
+    def connect_inlet(self, inlet: VehicleInlet) -> None:
+        """Share the vehicle's inlet (battery, contactors) with a vehicle simulator in-process."""
+        self.inlet = inlet
+        self.owns_inlet = False
+
     @classmethod
     def from_params(
-        cls, params: Mapping[str, Any], inlet: Any = None, setpoint_timeout: float = 0.5
+        cls, params: Mapping[str, Any], setpoint_timeout: float = 0.25
     ) -> SimulatedConverter:
         """Create from a mapping of :class:`SimulatedConverterParams` fields."""
-        return cls(from_mapping(SimulatedConverterParams, params), inlet, setpoint_timeout)
+        return cls(from_mapping(SimulatedConverterParams, params), None, setpoint_timeout)
+
+    def advance(self, now: float) -> None:
+        """Move the plant to ``now`` without a command (physics only)."""
+        self._advance(now)
 
     # --- fault injection ---------------------------------------------------------------------
 
@@ -250,6 +271,7 @@ class SimulatedConverter(ConverterBackend):
     def _apply(self, setpoint: Setpoint, now: float) -> None:
         self._check_comm()
         self._advance(now)
+        self._last_command = now
         self._pending.append((now + self.params.dead_time, setpoint))
         self._advance(now)
 
@@ -268,11 +290,11 @@ class SimulatedConverter(ConverterBackend):
         elif self.module_temperature >= p.derating_end:
             fault = f"over-temperature ({self.module_temperature:.0f} degC)"
         return Measurement(
-            voltage=self._voltage,
+            voltage=math.nan if self.faults["measurement_nan"] else self._voltage,
             current=self._current if not self.inlet.battery_connected else self._battery_current(),
             module_temperature=self.module_temperature,
             enclosure_temperature=self._enclosure_temp,
-            insulation_resistance=self._insulation(),
+            insulation_resistance_ohm=self._insulation(),
             output_enabled=self._active.mode is Mode.REGULATE and self.ready,
             ready=self.ready,
             fault=fault,
@@ -326,10 +348,25 @@ class SimulatedConverter(ConverterBackend):
             while self._pending and self._pending[0][0] <= t:
                 self._activate(self._pending.popleft()[1])
             self._t = t
+            self._hardware_watchdog(t)
             self._step(h)
         while self._pending and self._pending[0][0] <= now:
             self._activate(self._pending.popleft()[1])
         self._t = max(self._t, now)
+
+    def _hardware_watchdog(self, t: float) -> None:
+        last = self._last_command
+        if (
+            self._active.mode is not Mode.OFF
+            and last is not None
+            and t - last > self.setpoint_timeout
+        ):
+            log.error(
+                "simulated modules: no command for %.3f s: output off (own watchdog)", t - last
+            )
+            self._active = OFF
+            self._pending.clear()
+            self._current = 0.0
 
     def _activate(self, sp: Setpoint) -> None:
         if sp.mode is Mode.REGULATE and self._active.mode is not Mode.REGULATE:

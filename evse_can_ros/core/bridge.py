@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields, replace
 from enum import Enum
 from typing import Any
 
-from evse_can_ros.core.config import check, param
+from evse_can_ros.config import check, param
 from evse_can_ros.protocol import (
     AdmCsSeccOutputs,
     AdmCsSpccOutputs,

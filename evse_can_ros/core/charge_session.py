@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from evse_can_ros.core.config import ConfigError, check, param
+from evse_can_ros.config import ConfigError, check, param
 from evse_can_ros.protocol import (
     CanMessage,
     ChargeSessionFinished,

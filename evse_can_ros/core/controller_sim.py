@@ -49,7 +49,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from evse_can_ros.core.config import ConfigError, check, param
+from evse_can_ros.config import ConfigError, check, param
 from evse_can_ros.core.vehicle import Vehicle, VehiclePhase
 from evse_can_ros.protocol import (
     AdvanticsControllerStatus,

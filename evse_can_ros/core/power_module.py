@@ -63,16 +63,17 @@ import logging
 import math
 from dataclasses import dataclass
 
-from evse_can_ros.converter.base import (
+from evse_can_ros.config import check, param
+from evse_can_ros.core.power_stage import (
+    NO_CAPABILITIES,
     OFF,
     Capabilities,
-    ConverterBackend,
     ConverterFault,
     Measurement,
     Mode,
+    PowerStage,
     Setpoint,
 )
-from evse_can_ros.core.config import check, param
 from evse_can_ros.protocol import (
     AdvanticsControllerStatus,
     CanMessage,
@@ -173,9 +174,6 @@ class PowerModuleOutput:
     phase: str
     wake: bool
     fault: str  # latched fault, "" = none
-
-
-_NO_CAPS = Capabilities(0.0, 0.0, 0.0, 0.0)
 
 
 class PowerModule:
@@ -298,7 +296,7 @@ class PowerModule:
         if measurement is not None:
             self.last_measurement = measurement
             self._check_measurement(measurement)
-        caps = capabilities or _NO_CAPS
+        caps = capabilities or NO_CAPABILITIES
         if m is not None and self.in_session and not self._latched and m.ready:
             if not self.enabled:
                 log.info("power modules ready: System_Enable = Allowed")  # PM-22
@@ -442,10 +440,10 @@ class PowerModule:
             and self.phase in (Phase.PRECHARGE, Phase.CHARGING)
             and cfg.insulation_min_ohm_per_volt > 0
             and m.voltage > cfg.insulation_check_min_voltage
-            and m.insulation_resistance < cfg.insulation_min_ohm_per_volt * m.voltage
+            and m.insulation_resistance_ohm < cfg.insulation_min_ohm_per_volt * m.voltage
         ):
             self._latch(
-                f"insulation fault: {m.insulation_resistance / 1000:.1f} kOhm at "
+                f"insulation fault: {m.insulation_resistance_ohm / 1000:.1f} kOhm at "
                 f"{m.voltage:.0f} V (< {cfg.insulation_min_ohm_per_volt:g} Ohm/V)"
             )
 
@@ -489,7 +487,7 @@ class PowerModule:
             power_modules_temperature=m.module_temperature,
             enclosure_temperature=m.enclosure_temperature,
             system_enable=enable,
-            insulation_resistance=m.insulation_resistance / 1000.0,  # Ohm -> kOhm
+            insulation_resistance=m.insulation_resistance_ohm / 1000.0,  # Ohm -> kOhm
         )
 
 
@@ -501,7 +499,7 @@ class ControlLoop:
     backend has already stopped its output).
     """
 
-    def __init__(self, module: PowerModule, backend: ConverterBackend) -> None:
+    def __init__(self, module: PowerModule, backend: PowerStage) -> None:
         self.module = module
         self.backend = backend
         self.awake = False

@@ -34,8 +34,8 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
+from evse_can_ros.config import ConfigError, check, param
 from evse_can_ros.core.battery import Battery, BatteryParams, VehicleInlet
-from evse_can_ros.core.config import ConfigError, check, param
 from evse_can_ros.protocol import (
     ChargingLoop,
     CommunicationProtocol,

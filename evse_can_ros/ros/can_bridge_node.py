@@ -27,8 +27,8 @@ from std_srvs.srv import SetBool, Trigger
 
 from evse_can_ros import msg as ros
 from evse_can_ros import srv
+from evse_can_ros.config import ConfigError
 from evse_can_ros.core.bridge import BridgeConfig, BridgeCore, Event, Outgoing, RxKind
-from evse_can_ros.core.config import ConfigError
 from evse_can_ros.protocol import (
     AdmCsSeccOutputs,
     AdmCsSpccOutputs,

@@ -28,6 +28,7 @@ from std_srvs.srv import SetBool, Trigger
 from evse_can_ros import msg as ros
 from evse_can_ros import srv
 from evse_can_ros.action import Charge
+from evse_can_ros.config import ConfigError
 from evse_can_ros.core.charge_session import (
     ChargeSession,
     Command,
@@ -43,7 +44,6 @@ from evse_can_ros.core.charge_session import (
     safe_to_unplug,
     validate_goal,
 )
-from evse_can_ros.core.config import ConfigError
 from evse_can_ros.protocol import (
     ChargeSessionFinished,
     ChargingLoop,

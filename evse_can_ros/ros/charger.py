@@ -30,8 +30,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from evse_can_ros.config import ConfigError
 from evse_can_ros.core.battery import VehicleInlet
-from evse_can_ros.core.config import ConfigError
 from evse_can_ros.nodeset import ChargerOptions, NodeSpec, node_set, pistol_namespace
 from evse_can_ros.ros.dds import new_context
 

@@ -38,8 +38,8 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from evse_can_ros import msg as ros
+from evse_can_ros.config import ConfigError, param
 from evse_can_ros.core.battery import VehicleInlet
-from evse_can_ros.core.config import ConfigError, param
 from evse_can_ros.core.controller_sim import ControllerSimConfig, ControllerSimulator, Scenario
 from evse_can_ros.core.vehicle import Vehicle, VehicleParams
 from evse_can_ros.protocol import (

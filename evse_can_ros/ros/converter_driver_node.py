@@ -35,16 +35,17 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 
 from evse_can_ros import msg as ros
+from evse_can_ros.config import ConfigError, describe, param
 from evse_can_ros.converter import (
     BackendLoadError,
     ConverterBackend,
     ConverterError,
+    SharesVehicleInlet,
     UnknownBackendError,
     backend_class,
     create_backend,
 )
 from evse_can_ros.core.battery import VehicleInlet
-from evse_can_ros.core.config import ConfigError, describe, param
 from evse_can_ros.core.power_module import ControlLoop, PowerModule, PowerModuleConfig
 from evse_can_ros.protocol import (
     AdvanticsControllerStatus,
@@ -202,9 +203,9 @@ class ConverterDriverNode(LifecycleNode):
         """Create and open the backend."""
         name = self.config.converter_backend
         try:
-            backend = create_backend(
-                name, self._backend_params(), self._inlet, self.config.setpoint_timeout
-            )
+            backend = create_backend(name, self._backend_params(), self.config.setpoint_timeout)
+            if self._inlet is not None and isinstance(backend, SharesVehicleInlet):
+                backend.connect_inlet(self._inlet)
             backend.open()
         except (UnknownBackendError, BackendLoadError, ConfigError, ConverterError) as exc:
             return self._fail(str(exc))
@@ -366,7 +367,7 @@ class ConverterDriverNode(LifecycleNode):
             msg.power = float(m.voltage * m.current)
             msg.module_temperature = float(m.module_temperature)
             msg.enclosure_temperature = float(m.enclosure_temperature)
-            msg.insulation_resistance = float(m.insulation_resistance)
+            msg.insulation_resistance = float(m.insulation_resistance_ohm)
             msg.ready, msg.output_enabled = bool(m.ready), bool(m.output_enabled)
         if caps is not None:
             msg.max_voltage, msg.max_current = float(caps.max_voltage), float(caps.max_current)

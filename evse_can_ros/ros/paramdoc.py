@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from evse_can_ros.config import describe
 from evse_can_ros.converter.simulated import SimulatedConverterParams
 from evse_can_ros.core.bridge import BridgeConfig
 from evse_can_ros.core.charge_session import SessionConfig
-from evse_can_ros.core.config import describe
 from evse_can_ros.core.controller_sim import ControllerSimConfig, Scenario
 from evse_can_ros.core.power_module import PowerModuleConfig
 from evse_can_ros.core.vehicle import VehicleParams

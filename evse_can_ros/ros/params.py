@@ -1,4 +1,4 @@
-"""ROS parameters declared from the declarative configs (core/config.py): one source of truth."""
+"""ROS parameters declared from the declarative configs (evse_can_ros/config.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from rclpy.exceptions import (
 )
 from rclpy.node import Node
 
-from evse_can_ros.core.config import ConfigError, describe, from_mapping
+from evse_can_ros.config import ConfigError, describe, from_mapping
+from evse_can_ros.text import one_line
 
 T = TypeVar("T")
 
@@ -69,7 +70,7 @@ def declare_config(
                 f"parameter {name}: {_type_hint(entry['default'])} ({exc})"
             ) from None
         except (InvalidParameterValueException, ParameterException) as exc:
-            raise ConfigError(f"parameter {name}: {_one_line(exc)}") from None
+            raise ConfigError(f"parameter {name}: {one_line(exc)}") from None
         values[entry["name"]] = node.get_parameter(name).value
     try:
         return from_mapping(cls, values)
@@ -85,8 +86,3 @@ def _type_hint(default: Any) -> str:
     if isinstance(default, int):
         return "must be an integer"
     return "must be a string"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

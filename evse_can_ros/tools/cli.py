@@ -141,8 +141,8 @@ def add_goal_arguments(p: argparse.ArgumentParser, target_soc: float = 0.0) -> N
 
 def goal_values(args: argparse.Namespace) -> dict[str, float | bool]:
     """Charge goal fields (SI units) from the command-line options, validated."""
+    from evse_can_ros.config import ConfigError
     from evse_can_ros.core.charge_session import validate_goal
-    from evse_can_ros.core.config import ConfigError
 
     values: dict[str, float | bool] = {
         "target_soc": args.target_soc,

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import can
 
 from evse_can_ros.protocol import CanFrame
+from evse_can_ros.text import one_line
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,7 +89,7 @@ def read_session(path: str | Path) -> Session:
             session.problems.append(f"{p}: not a rosbag2 or a CAN log ({', '.join(LOG_SUFFIXES)})")
     except Exception as exc:  # any reader failure: keep what was read, report one line
         session.problems.append(
-            f"{p}: {_one_line(exc)} (read {len(session.frames)} frames before that)"
+            f"{p}: {one_line(exc)} (read {len(session.frames)} frames before that)"
         )
     session.frames.sort(key=lambda f: f.t)
     if not session.frames and not session.problems:
@@ -136,7 +137,7 @@ def _guarded(iterator: Iterator[T], session: Session) -> Iterator[T]:
             return
         except Exception as exc:
             session.problems.append(
-                f"{session.path}: bag ends early: {_one_line(exc)} "
+                f"{session.path}: bag ends early: {one_line(exc)} "
                 f"(read {len(session.frames)} frames before that)"
             )
             return
@@ -173,8 +174,3 @@ def _read_log(path: Path, session: Session) -> None:
         stop = getattr(reader, "stop", None)
         if callable(stop):
             stop()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

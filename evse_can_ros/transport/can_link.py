@@ -27,8 +27,9 @@ from typing import Any
 
 import can
 
-from evse_can_ros.core.config import check, param
+from evse_can_ros.config import check, param
 from evse_can_ros.protocol import DEFAULT_BITRATE, CanFrame
+from evse_can_ros.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class CanLink:
         except LinkConfigError:
             raise
         except Exception as exc:  # driver errors differ by interface; report and retry later
-            self._mark_down(f"cannot open {self.describe()}: {_one_line(exc)}")
+            self._mark_down(f"cannot open {self.describe()}: {one_line(exc)}")
 
     def start(self) -> None:
         """Start the receive thread (opens the bus if :meth:`open` was not called)."""
@@ -176,12 +177,12 @@ class CanLink:
                 self.stats.tx_failures += 1
                 self._consecutive_send_failures += 1
                 if self._consecutive_send_failures == 1:
-                    log.warning("CAN send failed on %s: %s", self.describe(), _one_line(exc))
+                    log.warning("CAN send failed on %s: %s", self.describe(), one_line(exc))
                 if self._consecutive_send_failures >= self.config.max_send_failures:
                     self._reopen.set()
                     self.last_error = (
                         f"{self._consecutive_send_failures} consecutive send "
-                        f"failures: {_one_line(exc)}"
+                        f"failures: {one_line(exc)}"
                     )
                 return False
             self._consecutive_send_failures = 0
@@ -203,13 +204,13 @@ class CanLink:
                     self._open_bus()
                     self.stats.reconnects += 1
                 except Exception as exc:  # keep retrying; the node reports ERROR meanwhile
-                    self.last_error = f"cannot open {self.describe()}: {_one_line(exc)}"
+                    self.last_error = f"cannot open {self.describe()}: {one_line(exc)}"
                 continue
             try:
                 msg = bus.recv(timeout=self._receive_timeout)
             except (can.CanError, OSError, ValueError) as exc:
                 self.stats.rx_failures += 1
-                self._fail(f"receive failed on {self.describe()}: {_one_line(exc)}")
+                self._fail(f"receive failed on {self.describe()}: {one_line(exc)}")
                 continue
             if msg is None:
                 continue
@@ -248,7 +249,7 @@ class CanLink:
             bus = self._bus_factory(**kwargs)
         except can.CanInterfaceNotImplementedError as exc:
             raise LinkConfigError(
-                f"CAN interface {self.config.interface!r} is not available: {_one_line(exc)}"
+                f"CAN interface {self.config.interface!r} is not available: {one_line(exc)}"
             ) from None
         with self._send_lock:
             self._bus = bus
@@ -295,8 +296,3 @@ def open_bus(**kwargs: Any) -> can.BusABC:
         except ValueError as exc:
             raise LinkConfigError(str(exc)) from None
     return can.Bus(**kwargs)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
