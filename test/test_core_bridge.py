@@ -75,7 +75,7 @@ def test_foreign_pistol_frames_have_no_effect(core: BridgeCore, codec: Codec) ->
 @pytest.mark.parametrize(
     "frame",
     [
-        CanFrame(0x01068009, b"\x07\x00"),  # wrong DLC
+        CanFrame(0x01068005, b"\x07\x00"),  # too short (padding is accepted, spec D8)
         CanFrame(0x01068008, b"\x00"),  # unknown id
         CanFrame(0x009, b"\x07", is_extended_id=False),  # 11-bit
         CanFrame(0x01068009, b"", is_remote_frame=True),
@@ -167,13 +167,13 @@ def test_stale_power_status_sends_system_enable_zero(core: BridgeCore) -> None:
     enables = [
         (round(t, 3), m.system_enable) for t, m in sent if isinstance(m, PowerModulesStatus)
     ]
-    assert enables[:4] == [
+    assert enables[:4] == [  # power_status_timeout 0.2 s = two status periods
         (0.0, Permission.ALLOWED),
         (0.1, Permission.ALLOWED),
         (0.2, Permission.ALLOWED),
-        (0.3, Permission.ALLOWED),
+        (0.3, Permission.NOT_ALLOWED),
     ]
-    assert all(e is Permission.NOT_ALLOWED for t, e in enables if t > 0.35)
+    assert all(e is Permission.NOT_ALLOWED for t, e in enables if t > 0.25)
     assert len(enables) == 11  # keeps going: the controller sees an explicit shutdown request
     last = [m for _, m in sent][-1]
     assert last.present_voltage == 388.0  # last measured value, never an invented 0 V
@@ -214,9 +214,30 @@ def test_pm19_limits_before_charge_parameters_done(core: BridgeCore) -> None:
     core.set_limits(0.0, 500.0, 200.0)
     core.set_charge_parameters_done(0.0)
     out, _ = core.poll(0.0)
-    assert names(out) == ["Power_Modules_Limits", "Sequence_Control"]
+    assert names(out) == ["Power_Modules_Limits"]
     assert out[0].message == PowerModulesLimits(500.0, 200.0)
-    assert out[1].message.charge_parameters_done is Completion.DONE  # type: ignore[attr-defined]
+    out, _ = core.poll(0.0)  # the limits frame was sent: Done follows
+    assert names(out) == ["Sequence_Control"]
+    assert out[0].message.charge_parameters_done is Completion.DONE  # type: ignore[attr-defined]
+
+
+def test_d4_done_waits_for_a_limits_frame_that_was_sent(core: BridgeCore) -> None:
+    core.set_limits(0.0, 500.0, 200.0)
+    core.set_charge_parameters_done(0.0)
+    out, _ = core.poll(0.0)
+    core.send_failed(out[0].message)  # the limits frame did not go out
+    assert core.poll(0.0)[0] == []  # no Done (limits keep their 100 ms spacing)
+    assert core.flags.charge_parameters_done is Completion.NOT_DONE
+    out, _ = core.poll(0.1)
+    assert names(out) == ["Power_Modules_Limits"]
+    out, _ = core.poll(0.1)
+    assert names(out) == ["Sequence_Control"]
+    assert core.flags.charge_parameters_done is Completion.DONE
+
+
+def test_d4_done_without_any_limits_is_refused(core: BridgeCore) -> None:
+    with pytest.raises(ValueError, match="PM-19"):
+        core.set_charge_parameters_done(0.0)
 
 
 def test_pm20_limits_at_most_every_100_ms(core: BridgeCore) -> None:
@@ -237,10 +258,10 @@ def test_pm20_bad_limits_are_refused(core: BridgeCore, v: float, i: float) -> No
 def test_pm18_ccs_authorisation_valid_and_done_together(core: BridgeCore) -> None:
     core.set_ccs_authorisation(0.0, valid=True)
     out, _ = core.poll(0.0)
-    assert out[0].frame.data == bytes.fromhex("01 03 00")
+    assert out[0].frame.data == bytes.fromhex("00 03 00")
     core.set_ccs_authorisation(0.0, valid=False)
     out, _ = core.poll(0.0)
-    assert out[0].frame.data == bytes.fromhex("01 01 00")
+    assert out[0].frame.data == bytes.fromhex("00 01 00")
 
 
 def test_pm17_button_pulse(core: BridgeCore) -> None:
@@ -263,15 +284,18 @@ def test_pm15_flags_on_entry_into_not_available_and_waiting(
     assert core.poll(0.0)[0] == []  # no flags in Initialising
     core.on_frame(0.1, hb(codec, S.NOT_AVAILABLE))
     out, _ = core.poll(0.1)
-    assert names(out) == ["Sequence_Control"] and out[0].frame.data == bytes.fromhex("01 00 00")
+    assert names(out) == ["Sequence_Control"] and out[0].frame.data == bytes.fromhex("00 00 00")
+    core.set_start_authorisation(0.15, True)
+    out, _ = core.poll(0.15)
+    assert out[0].frame.data == bytes.fromhex("01 00 00")
     core.on_frame(0.2, hb(codec, S.NOT_AVAILABLE))
     assert core.poll(0.2)[0] == []  # no change, no frame (PM-16)
     core.on_frame(0.3, hb(codec, S.WAITING_FOR_PEV))
     assert names(core.poll(0.3)[0]) == ["Sequence_Control"]
 
 
-def test_start_authorisation_withheld(codec: Codec) -> None:
-    core = BridgeCore(codec, BridgeConfig(start_charge_authorised=False))
+def test_start_authorisation_withheld_until_set(codec: Codec) -> None:
+    core = BridgeCore(codec, BridgeConfig())
     core.on_frame(0.0, hb(codec, S.NOT_AVAILABLE))
     assert core.poll(0.0)[0][0].frame.data == bytes.fromhex("00 00 00")
     core.set_start_authorisation(0.1, True)
@@ -280,8 +304,11 @@ def test_start_authorisation_withheld(codec: Codec) -> None:
 
 def test_pm21_per_session_flags_cleared_after_session(core: BridgeCore, codec: Codec) -> None:
     core.on_frame(0.0, hb(codec, S.CCS_AUTHORISATION_PROCESS))
+    core.set_start_authorisation(0.0, True)
     core.set_ccs_authorisation(0.0, True)
+    core.set_limits(0.0, 0.0, 0.0)
     core.set_charge_parameters_done(0.0)
+    core.poll(0.0)
     core.poll(0.0)
     assert core.flags.charge_parameters_done is Completion.DONE
     core.on_frame(1.0, codec.encode(ChargeSessionFinished(SessionEnd.CLEAN_STOP), 1))
@@ -292,6 +319,7 @@ def test_pm21_per_session_flags_cleared_after_session(core: BridgeCore, codec: C
 
 def test_pm48_abort_without_session_finished_resets_flags(core: BridgeCore, codec: Codec) -> None:
     core.on_frame(0.0, hb(codec, S.CHARGING))
+    core.set_start_authorisation(0.0, True)
     core.set_ccs_authorisation(0.0, True)
     core.poll(0.0)
     core.on_frame(0.1, hb(codec, S.WAITING_FOR_PEV))
@@ -357,9 +385,70 @@ def test_vehicle_session_tracking(core: BridgeCore, codec: Codec) -> None:
 
 def test_failed_flag_and_limit_frames_are_queued_again(core: BridgeCore) -> None:
     core.set_limits(0.0, 500.0, 100.0)
-    core.set_start_authorisation(0.0, False)
+    core.set_start_authorisation(0.0, True)
     out, _ = core.poll(0.0)
     for o in out:
         core.send_failed(o.message)
     assert names(core.poll(0.0)[0]) == ["Sequence_Control"]  # flags at once
     assert names(core.poll(0.1)[0]) == ["Power_Modules_Limits"]  # limits keep their spacing
+
+
+# --- conformance fixes (issue 13 D5, D8) and safety limits (issue 12) -------------------------
+
+
+def test_d5_press_while_the_link_is_down_is_refused(core: BridgeCore) -> None:
+    core.link_down(0.0, "bus-off")
+    with pytest.raises(ValueError, match="CAN link down"):
+        core.press_button(0.0, "user_stop_button")
+    assert core.flags.user_stop_button is ButtonState.NOT_PRESSED
+
+
+def test_d5_pulse_is_measured_from_the_frame_that_was_sent(core: BridgeCore) -> None:
+    assert core.press_button(0.0, "user_stop_button")
+    out, _ = core.poll(0.0)
+    core.send_failed(out[0].message)  # the press did not reach the bus
+    out, _ = core.poll(0.15)  # resent 150 ms later
+    assert out[0].message.user_stop_button is ButtonState.PRESSED  # type: ignore[attr-defined]
+    sent = [(t, m) for t, m in run(core, 0.151, 0.6) if isinstance(m, SequenceControl)]
+    assert [(t, m.user_stop_button) for t, m in sent] == [(0.35, ButtonState.NOT_PRESSED)]
+
+
+def test_d5_unsent_press_is_dropped_when_the_link_goes_down(core: BridgeCore) -> None:
+    assert core.press_button(0.0, "chademo_start_button")
+    core.link_down(0.01, "bus-off")
+    assert core.flags.chademo_start_button is ButtonState.NOT_PRESSED
+
+
+def test_d8_padded_controller_frames_are_decoded(core: BridgeCore, codec: Codec) -> None:
+    frame = hb(codec, S.CHARGING)
+    padded = CanFrame(frame.arbitration_id, frame.data + bytes(7))
+    r = core.on_frame(0.0, padded)
+    assert r.kind is RxKind.MESSAGE and core.controller_state is S.CHARGING
+    assert core.counters.rx_padded == 1
+    short = codec.encode(ChargingLoop(410.5, 150.0, 63), 1)
+    r = core.on_frame(0.0, CanFrame(short.arbitration_id, short.data[:3]))
+    assert r.kind is RxKind.MALFORMED and core.counters.rx_malformed == 1
+
+
+def test_internal_error_loses_the_controller(core: BridgeCore, codec: Codec) -> None:
+    core.on_frame(0.0, hb(codec, S.CHARGING))
+    core.poll(0.0)
+    core.internal_error(0.05, "transmit loop", "KeyError: 'x'")
+    _, events = core.poll(0.05)
+    assert [e.kind for e in events] == ["controller_lost"]
+    assert "internal error" in events[0].text and core.counters.internal_errors == 1
+    core.on_frame(0.1, hb(codec, S.CHARGING))  # the next heartbeat: alive again
+    assert core.alive
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"heartbeat_timeout": 0.3},
+        {"power_status_timeout": 0.25},
+        {"status_period": 0.05, "power_status_timeout": 0.15},
+    ],
+)
+def test_non_conforming_safety_timing_is_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        BridgeConfig(**kwargs)

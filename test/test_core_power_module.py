@@ -207,15 +207,15 @@ def test_pm07_link_lost_stops_power_at_once() -> None:
 
 
 def test_pm07_controller_silence_link_timeout_of_the_node_itself() -> None:
-    rig = Rig(PowerModuleConfig(link_timeout=0.3))
+    rig = Rig(PowerModuleConfig(link_timeout=0.2))
     to_charging(rig)
     charge(rig, 450.0, 100.0)
     rig.hb = None
     rig.repeat()
     t0 = rig.t
     took = rig.run(2.0, until=lambda r: r.i == 0.0)
-    assert took <= 0.3 + 2 * DT
-    assert rig.t - t0 > 0.3 - 1e-9
+    assert took <= 0.2 + 2 * DT
+    assert rig.t - t0 > 0.2 - 1e-9
     assert "no controller message" in rig.pm.fault
 
 

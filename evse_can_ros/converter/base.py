@@ -67,18 +67,20 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
-from evse_can_ros.core.battery import VehicleInlet
 from evse_can_ros.core.power_stage import (
     NO_CAPABILITIES,
     OFF,
     Capabilities,
     ConverterError,
     ConverterFault,
+    FaultInjection,
+    FollowsControllerState,
     Measurement,
     Mode,
     Setpoint,
+    SharesVehicleInlet,
     clamp_setpoint,
     implausible,
 )
@@ -101,30 +103,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class FaultInjection(Protocol):
-    """A backend whose faults can be switched at run time (the ``RUNTIME_PARAMS``)."""
-
-    def inject(self, fault: str, on: bool = True) -> None:
-        """Switch fault ``fault`` on or off (ValueError for an unknown name)."""
-
-
-@runtime_checkable
-class FollowsControllerState(Protocol):
-    """A simulated backend that models the vehicle's contactors from the controller state."""
-
-    def follow_controller_state(self, state: int) -> None:
-        """Take the controller state (spec 8 value)."""
-
-
-@runtime_checkable
-class SharesVehicleInlet(Protocol):
-    """A simulated backend that can share the vehicle's inlet with an in-process vehicle model."""
-
-    def connect_inlet(self, inlet: VehicleInlet) -> None:
-        """Use ``inlet`` (battery, contactors) instead of the backend's own."""
 
 
 class OutputWatchdog:

@@ -216,6 +216,12 @@ class SimulatedConverter(ConverterBackend):
         """Move the plant to ``now`` without a command (physics only)."""
         self._advance(now)
 
+    def output(self) -> tuple[float, float]:
+        """Return the true output voltage [V] and current [A] to the vehicle (test oracle)."""
+        connected = self.inlet.battery_connected
+        current = self._battery_current() if connected else self._current
+        return self._voltage, current
+
     # --- fault injection ---------------------------------------------------------------------
 
     def inject(self, fault: str, on: bool = True) -> None:
@@ -269,8 +275,8 @@ class SimulatedConverter(ConverterBackend):
         self._ready_at = None
 
     def _apply(self, setpoint: Setpoint, now: float) -> None:
+        self._advance(now)  # the physics go on whether or not the modules answer
         self._check_comm()
-        self._advance(now)
         self._last_command = now
         self._pending.append((now + self.params.dead_time, setpoint))
         self._advance(now)
@@ -279,10 +285,12 @@ class SimulatedConverter(ConverterBackend):
         self._active = OFF
         self._pending.clear()
         self._current = 0.0
+        if self.inlet.battery_connected:  # the terminal voltage without current, at once
+            self._voltage = self._v_ref = self.inlet.battery.ocv()
 
     def _read(self, now: float) -> Measurement:
-        self._check_comm()
         self._advance(now)
+        self._check_comm()
         p = self.params
         fault = ""
         if self.faults["module_trip"]:

@@ -8,23 +8,32 @@ Transmission (customer side, spec 11.2):
 
 * ``Power_Modules_Status`` every ``status_period`` once the converter driver has reported a status
   (PM-09..14, A3: sent permanently while the power side reports). If that status is older than
-  ``power_status_timeout`` (converter node dead or hung), the frame keeps going out with
-  ``System_Enable = Not_Allowed`` and the last measured values. That is an immediate, explicit
-  shutdown request that the controller honours in every phase (spec 6.1, PM-23). We deliberately do
-  *not* report invented zeros: a stale 0 V could let the controller unlock a live connector.
-  Before the first status nothing is sent, so the power side counts as absent.
+  ``power_status_timeout`` (at most two status periods: converter node dead or hung), the frame
+  keeps going out with ``System_Enable = Not_Allowed`` and the last measured values. That is an
+  immediate, explicit shutdown request that the controller honours in every phase (spec 6.1,
+  PM-23). We deliberately do *not* report invented zeros: a stale 0 V could let the controller
+  unlock a live connector. Before the first status nothing is sent, so the power side counts as
+  absent.
 * ``Power_Modules_Limits`` on change, at most one frame per ``limits_min_interval`` (PM-19/20);
   the last limits are sent again when the controller enters Waiting_For_PEV / Not_Available.
 * ``Sequence_Control`` on every flag change and on entry into Not_Available / Waiting_For_PEV
-  (PM-15/16, A4). Buttons are pulses: 1, then 0 after ``button_pulse`` (PM-17). CCS
-  authorisation sends Valid and Done in one frame (PM-18). Charge_Parameters_Done goes out after
-  the limits frame (PM-19). Per-session flags are cleared after Charge_Session_Finished and when
-  the controller returns to 1/12 from a session (PM-21, PM-48).
+  (PM-15/16, A4). Start_Charge_Authorisation starts as Not_Allowed; the charge server sets it.
+  Buttons are pulses: 1, then 0 ``button_pulse`` after the frame with 1 was actually sent (a
+  failed send postpones the pulse, never shortens it; a press while the link is down is refused,
+  PM-17). CCS authorisation sends Valid and Done in one frame (PM-18). Charge_Parameters_Done goes
+  out only after a limits frame of the session was sent successfully (PM-19). Per-session flags
+  are cleared after Charge_Session_Finished and when the controller returns to 1/12 from a
+  session (PM-21, PM-48).
 * ``ADM_CS_*_Outputs`` every ``outputs_period`` while enabled (PM-47).
 
-Supervision: no ``Advantics_Controller_Status`` for more than ``heartbeat_timeout``, or the link
-reported down (bus-off, driver error), makes the controller "lost" (PM-07, PM-44). The node
-publishes that at once and the converter driver switches off.
+Receive: frames longer than the database length (a controller that pads to 8 bytes) are decoded
+from their first bytes and counted as ``rx_padded``; shorter frames are malformed (spec D8
+decision: the signals are all there in a padded frame, not in a short one).
+
+Supervision: no ``Advantics_Controller_Status`` for more than ``heartbeat_timeout`` (at most
+200 ms, spec 6.13), the link reported down (bus-off, driver error), or an internal error in the
+bridge's receive or transmit path makes the controller "lost" (PM-07, PM-44). The node publishes
+that at once and the converter driver switches off.
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ from dataclasses import dataclass, fields, replace
 from enum import Enum
 from typing import Any
 
-from evse_can_ros.config import check, param
+from evse_can_ros.config import ConfigError, check, param
+from evse_can_ros.core.controller_states import NO_SESSION
 from evse_can_ros.protocol import (
     AdmCsSeccOutputs,
     AdmCsSpccOutputs,
@@ -63,12 +73,6 @@ log = logging.getLogger(__name__)
 
 OutputsMessage = AdmCsSeccOutputs | AdmCsSpccOutputs
 
-# States in which no session exists: returning to them from elsewhere ends a session (PM-48).
-_IDLE_STATES = (
-    ControllerState.INITIALISING,
-    ControllerState.WAITING_FOR_PEV,
-    ControllerState.NOT_AVAILABLE,
-)
 # Entering these states (re)sends the flags (PM-15, A4).
 _FLAG_RESEND_STATES = (ControllerState.NOT_AVAILABLE, ControllerState.WAITING_FOR_PEV)
 _PER_SESSION_RESET: dict[str, Any] = {
@@ -88,17 +92,17 @@ class BridgeConfig:
         1, "pistol index configured in the controller (id bits 28..24)", min=1, max=31
     )
     heartbeat_timeout: float = param(
-        0.2, "controller heartbeat timeout (PM-07)", unit="s", min=0.05, max=2.0
+        0.2, "controller heartbeat timeout (PM-07, spec 6.13: 200 ms)", unit="s", min=0.05, max=0.2
     )
     status_period: float = param(
         0.1, "Power_Modules_Status period (PM-09)", unit="s", min=0.02, max=0.1
     )
     power_status_timeout: float = param(
-        0.35,
-        "converter status older than this is stale: System_Enable=0 is sent",
+        0.2,
+        "converter status older than this is stale: System_Enable=0 is sent (<= 2 periods)",
         unit="s",
         min=0.05,
-        max=5.0,
+        max=0.2,
     )
     limits_min_interval: float = param(
         0.1, "minimum spacing of Power_Modules_Limits (PM-20)", unit="s", min=0.1, max=10.0
@@ -109,12 +113,14 @@ class BridgeConfig:
     outputs_period: float = param(
         1.0, "ADM_*_Outputs period while enabled (PM-47)", unit="s", min=0.1, max=1.0
     )
-    start_charge_authorised: bool = param(
-        True, "initial Start_Charge_Authorisation (used with controller sequence flags)"
-    )
 
     def __post_init__(self) -> None:
         check(self)
+        if self.power_status_timeout > 2 * self.status_period + 1e-9:
+            raise ConfigError(
+                f"BridgeConfig.power_status_timeout = {self.power_status_timeout} s is above two "
+                f"status periods ({2 * self.status_period:g} s): frozen values would be reported"
+            )
 
 
 class RxKind(Enum):
@@ -153,6 +159,21 @@ class Outgoing:
     frame: CanFrame
 
 
+@dataclass(frozen=True)
+class VehicleView:
+    """The vehicle of the present session (sensor_msgs/BatteryState), NaN where unknown."""
+
+    present: bool
+    protocol: str
+    plug: str
+    soc_fraction: float  # 0..1
+    voltage: float  # [V] at the charger output
+    current: float  # [A] into the vehicle
+    design_capacity_ah: float  # estimate from the kWh capacity at the present voltage
+    charging: bool
+    ev_id: str  # hex, "" if unknown
+
+
 @dataclass
 class Counters:
     """Receive/transmit statistics for diagnostics."""
@@ -162,9 +183,11 @@ class Counters:
     rx_malformed: int = 0
     rx_unexpected: int = 0
     rx_error_frames: int = 0
+    rx_padded: int = 0
     tx_frames: int = 0
     heartbeat_losses: int = 0
     stale_power_status: int = 0
+    internal_errors: int = 0
 
 
 class BridgeCore:
@@ -180,7 +203,8 @@ class BridgeCore:
         self.last_heartbeat: float | None = None
         self.alive = False
         self.link_up = True
-        self.last_error = ""
+        self.last_error = ""  # the link's last error
+        self.lost_reason = ""  # why the controller counts as lost
         # power side
         self.power_status: PowerModulesStatus | None = None
         self.power_status_time: float | None = None
@@ -190,15 +214,14 @@ class BridgeCore:
         self.limits_sent: PowerModulesLimits | None = None
         self._limits_pending: PowerModulesLimits | None = None
         self._limits_last_time: float | None = None
-        self._parameters_done_pending = False
-        # sequence flags
-        authorised = (
-            Permission.ALLOWED if self.config.start_charge_authorised else Permission.NOT_ALLOWED
-        )
-        self.flags = SequenceControl(start_charge_authorisation=authorised)
+        self.limits_power = 0.0  # [W] the power limit given with the limits (not on CAN)
+        self._parameters_done_pending = False  # Done waits for the pending limits frame
+        self._done_after: PowerModulesLimits | None = None  # limits frame handed out, Done next
+        # sequence flags (Start_Charge_Authorisation Not_Allowed until the charge server says)
+        self.flags = SequenceControl()
         self.flags_sent: SequenceControl | None = None
         self._flags_dirty = False
-        self._pulse_release: dict[str, float] = {}
+        self._pulse_release: dict[str, float | None] = {}  # None: pressed, frame not sent yet
         # controller outputs
         self.outputs: OutputsMessage | None = None
         self._next_outputs: float | None = None
@@ -216,13 +239,16 @@ class BridgeCore:
             self.counters.rx_error_frames += 1
             return RxResult(RxKind.ERROR_FRAME, error=f"error frame 0x{frame.arbitration_id:X}")
         try:
-            spec = self.codec.message_spec_of(frame, self.pistol_index)
+            spec = self.codec.message_spec_of(frame, self.pistol_index, padded_ok=True)
             if not spec.from_controller:
                 self.counters.rx_unexpected += 1
                 return RxResult(
                     RxKind.UNEXPECTED,
                     error=f"{spec.name} for pistol {self.pistol_index} sent by another node",
                 )
+            if len(frame.data) > spec.length:  # padded by the sender (spec D8 decision)
+                self.counters.rx_padded += 1
+                frame = replace(frame, data=frame.data[: spec.length])
             message = self.codec.decode(frame, self.pistol_index)
         except ForeignPistolError as exc:
             self.counters.rx_foreign += 1
@@ -262,7 +288,7 @@ class BridgeCore:
         self._events.append(
             Event("state", f"controller state {_label(previous)} -> {state.label}")
         )
-        if state in _IDLE_STATES and previous is not None and previous not in _IDLE_STATES:
+        if state in NO_SESSION and previous is not None and previous not in NO_SESSION:
             self._reset_session_flags(f"return to {state.label}")
             self._end_session()
         if state in _FLAG_RESEND_STATES:
@@ -274,6 +300,7 @@ class BridgeCore:
         reset = replace(self.flags, **_PER_SESSION_RESET)
         self._pulse_release.clear()
         self._parameters_done_pending = False
+        self._done_after = None
         if reset != self.flags:
             self.flags = reset
             self._flags_dirty = True
@@ -285,13 +312,35 @@ class BridgeCore:
         self.ev_id = None
 
     def link_down(self, now: float, reason: str) -> None:
-        """Report the bus as unusable (bus-off, driver error): the controller counts as lost."""
+        """Report the bus as unusable (bus-off, driver error): the controller counts as lost.
+
+        Button presses not sent yet are dropped (their callers retry; a press long after the
+        request would surprise the user).
+        """
         self.link_up = False
+        self.last_error = reason
+        for button, release in list(self._pulse_release.items()):
+            if release is None:
+                del self._pulse_release[button]
+                self._set_flags(**{button: ButtonState.NOT_PRESSED})
+        if self.alive:
+            self._lose_controller(reason)
+
+    def internal_error(self, now: float, where: str, text: str) -> None:
+        """Count an exception in the bridge's receive/transmit path; the controller is lost.
+
+        The converter driver then switches off (latched until a new session); if the error
+        repeats, nothing is sent any more and the controller's own Power_Modules_Status
+        supervision trips.
+        """
+        self.counters.internal_errors += 1
+        reason = f"internal error in the bridge's {where}: {text}"
         self.last_error = reason
         if self.alive:
             self._lose_controller(reason)
 
     def _lose_controller(self, reason: str) -> None:
+        self.lost_reason = reason
         self.alive = False
         self.counters.heartbeat_losses += 1
         self._events.append(Event("controller_lost", reason))
@@ -346,11 +395,22 @@ class BridgeCore:
 
     # --- customer decisions (services) ------------------------------------------------------
 
-    def set_limits(self, now: float, maximum_voltage: float, maximum_current: float) -> None:
-        """Queue Power_Modules_Limits (0 = controller config default). Raises ValueError."""
+    def set_limits(
+        self,
+        now: float,
+        maximum_voltage: float,
+        maximum_current: float,
+        maximum_power: float = 0.0,
+    ) -> None:
+        """Queue Power_Modules_Limits (0 = controller config default). Raises ValueError.
+
+        ``maximum_power`` [W] has no signal on the bus; it is published with the limits for the
+        converter driver, which enforces all three locally (PM-34, A10).
+        """
         for label, value in (
             ("maximum_voltage", maximum_voltage),
             ("maximum_current", maximum_current),
+            ("maximum_power", maximum_power),
         ):
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{label} must be >= 0 (0 = controller default), got {value}")
@@ -360,13 +420,16 @@ class BridgeCore:
         except ProtocolError as exc:
             raise ValueError(str(exc)) from None
         self._limits_pending = limits
+        self.limits_power = float(maximum_power)
 
     def set_charge_parameters_done(self, now: float) -> None:
-        """Declare the limits final; the flag follows the pending limits frame (PM-19)."""
-        if self._limits_pending is not None:
+        """Declare the limits final; the flag follows a limits frame that was sent (PM-19)."""
+        if self._limits_pending is not None or self._done_after is not None:
             self._parameters_done_pending = True
-        else:
+        elif self.limits_sent is not None:
             self._set_flags(charge_parameters_done=Completion.DONE)
+        else:
+            raise ValueError("Charge_Parameters_Done needs Power_Modules_Limits first (PM-19)")
 
     def set_start_authorisation(self, now: float, allowed: bool) -> None:
         """Set Start_Charge_Authorisation (level; kept across sessions)."""
@@ -382,13 +445,18 @@ class BridgeCore:
         )
 
     def press_button(self, now: float, button: str) -> bool:
-        """Pulse ``user_stop_button`` or ``chademo_start_button``; False if a pulse is running."""
+        """Pulse ``user_stop_button`` or ``chademo_start_button``; False if a pulse is running.
+
+        Raises ValueError while the CAN link is down (the press could not be sent).
+        """
         if button not in ("user_stop_button", "chademo_start_button"):
             raise ValueError(f"unknown button {button!r}")
+        if not self.link_up:
+            raise ValueError(f"cannot press {button}: CAN link down ({self.last_error})")
         if button in self._pulse_release:
             return False
         self._set_flags(**{button: ButtonState.PRESSED})
-        self._pulse_release[button] = now + self.config.button_pulse
+        self._pulse_release[button] = None  # released button_pulse after the frame is sent
         return True
 
     def set_outputs(self, now: float, outputs: OutputsMessage | None) -> None:
@@ -421,11 +489,15 @@ class BridgeCore:
             self._lose_controller(
                 f"no Advantics_Controller_Status for {(now - self.last_heartbeat) * 1000:.0f} ms"
             )
-        # button releases (PM-17)
+        # button releases (PM-17), counted from the frame that carried the press
         for button, release_at in list(self._pulse_release.items()):
-            if now >= release_at:
+            if release_at is not None and now >= release_at:
                 del self._pulse_release[button]
                 self._set_flags(**{button: ButtonState.NOT_PRESSED})
+        # Charge_Parameters_Done after a limits frame that was sent (not failed) (PM-19)
+        if self._done_after is not None:
+            self._done_after = None
+            self._set_flags(charge_parameters_done=Completion.DONE)
         # limits first, then the flags that depend on them (PM-19)
         if self._limits_pending is not None and (
             self._limits_last_time is None
@@ -438,11 +510,14 @@ class BridgeCore:
             out.append(self._outgoing(limits, now))
             if self._parameters_done_pending:
                 self._parameters_done_pending = False
-                self._set_flags(charge_parameters_done=Completion.DONE)
+                self._done_after = limits  # Done in the next poll, unless this send fails
         if self._flags_dirty:
             self._flags_dirty = False
             self.flags_sent = self.flags
             out.append(self._outgoing(self.flags, now))
+            for button, release_at in self._pulse_release.items():
+                if release_at is None and getattr(self.flags, button) == ButtonState.PRESSED:
+                    self._pulse_release[button] = now + self.config.button_pulse
         # Power_Modules_Status (PM-09)
         if (
             self.power_status is not None
@@ -468,12 +543,21 @@ class BridgeCore:
     def send_failed(self, message: CanMessage) -> None:
         """Queue flags and limits again after a frame from :meth:`poll` could not be sent.
 
-        Periodic frames are not repeated (the next period carries fresh data).
+        Periodic frames are not repeated (the next period carries fresh data). A failed flags
+        frame restarts the pulses it carried (they start when a frame is sent); a failed limits
+        frame holds Charge_Parameters_Done back until the limits are sent (PM-19).
         """
         if isinstance(message, SequenceControl):
             self._flags_dirty = True
-        elif isinstance(message, PowerModulesLimits) and self._limits_pending is None:
-            self._limits_pending = message
+            for button in list(self._pulse_release):
+                if getattr(message, button) == ButtonState.PRESSED:
+                    self._pulse_release[button] = None
+        elif isinstance(message, PowerModulesLimits):
+            if self._limits_pending is None:
+                self._limits_pending = message
+            if self._done_after is message:
+                self._done_after = None
+                self._parameters_done_pending = True
 
     @property
     def has_events(self) -> bool:
@@ -507,16 +591,46 @@ class BridgeCore:
             candidates.append(self._next_status)
         if self.alive and self.last_heartbeat is not None:
             candidates.append(self.last_heartbeat + self.config.heartbeat_timeout + 1e-4)
-        candidates.extend(self._pulse_release.values())
+        candidates.extend(t for t in self._pulse_release.values() if t is not None)
         if self._limits_pending is not None and self._limits_last_time is not None:
             candidates.append(self._limits_last_time + self.config.limits_min_interval)
         elif self._limits_pending is not None or self._flags_dirty:
+            candidates.append(now)
+        if self._done_after is not None:
             candidates.append(now)
         if self._next_outputs is not None:
             candidates.append(self._next_outputs)
         return min(candidates)
 
     # --- read-outs --------------------------------------------------------------------------
+
+    def vehicle(self) -> VehicleView:
+        """Return the vehicle of the present session as sensor_msgs/BatteryState needs it."""
+        session, status = self.session, self.power_status
+        charging = (
+            self.controller_state == ControllerState.CHARGING
+            and status is not None
+            and status.present_current > 1.0
+        )
+        voltage = status.present_voltage if status is not None and session else math.nan
+        current = status.present_current if status is not None and session else math.nan
+        capacity_ah = math.nan
+        if session is not None and session.battery_capacity > 0 and voltage > 1.0:
+            # estimate: the protocol gives kWh only; Ah at the present voltage
+            capacity_ah = session.battery_capacity * 1000.0 / voltage
+        return VehicleView(
+            present=session is not None,
+            protocol=session.communication_protocol.label if session else "",
+            plug=session.plug_and_pins.label if session else "",
+            soc_fraction=self.soc / 100.0
+            if session is not None and self.soc is not None
+            else math.nan,
+            voltage=voltage,
+            current=current,
+            design_capacity_ah=capacity_ah,
+            charging=charging,
+            ev_id=self.ev_id.hex().upper() if session is not None and self.ev_id else "",
+        )
 
     def heartbeat_age(self, now: float) -> float:
         """Seconds since the last controller heartbeat (inf if none yet)."""

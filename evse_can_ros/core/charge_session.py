@@ -80,6 +80,7 @@ class ErrorCode(IntEnum):
     UNSAFE_VOLTAGE = 112
     INVALID_GOAL = 113
     BUSY = 114
+    BRIDGE_UNAVAILABLE = 115
 
 
 class Outcome(IntEnum):
@@ -164,6 +165,52 @@ class SessionConfig:
         min=0.0,
         max=120.0,
     )
+    authorisation: str = param(
+        "goal",
+        "Start_Charge_Authorisation: goal = only while a goal runs, always = also without a "
+        "goal, never = charging disabled",
+        choices=("goal", "always", "never"),
+    )
+    ccs_decision: str = param(
+        "accept",
+        "CCS authorisation of a session without a goal: accept, refuse, or goal (wait for one)",
+        choices=("accept", "refuse", "goal"),
+    )
+    default_max_voltage: float = param(
+        0.0,
+        "Power_Modules_Limits of a session without a goal, 0 = controller default",
+        unit="V",
+        min=0.0,
+        max=6553.5,
+    )
+    default_max_current: float = param(
+        0.0,
+        "Power_Modules_Limits of a session without a goal, 0 = controller default",
+        unit="A",
+        min=0.0,
+        max=3276.7,
+    )
+    default_max_power: float = param(
+        0.0, "power limit of a session without a goal (local), 0 = none", unit="W", min=0.0
+    )
+    node_timeout: float = param(
+        1.0,
+        "no controller_state from the bridge / no status from the converter driver for this "
+        "long: that node counts as gone",
+        unit="s",
+        min=0.3,
+        max=60.0,
+    )
+    command_retry: float = param(
+        0.5, "repeat a bridge command that was not confirmed after", unit="s", min=0.05, max=10.0
+    )
+    command_timeout: float = param(
+        10.0,
+        "a goal whose bridge commands stay unconfirmed this long ends with BRIDGE_UNAVAILABLE",
+        unit="s",
+        min=1.0,
+        max=600.0,
+    )
 
     def __post_init__(self) -> None:
         check(self)
@@ -201,6 +248,7 @@ class SetLimits:
     maximum_voltage: float
     maximum_current: float
     charge_parameters_done: bool = True
+    maximum_power: float = 0.0  # [W] enforced by the power side only (no CAN signal); 0 = none
 
 
 @dataclass(frozen=True)
@@ -269,8 +317,12 @@ class _Observed:
     energy_wh: float = 0.0
     charging_since: float | None = None
     lost_in_session: bool = False
+    lost_at: float | None = None  # first loss inside the session
+    lost_reason: str = ""
     emergency: EmergencyStopOrigin | None = None
+    emergency_at: float | None = None
     converter_fault: str = ""
+    insulation_fault: bool = False  # the converter fault is an insulation fault
     session_end: SessionEnd | None = None
     ended_at: float | None = None
     only_not_available: bool = True
@@ -297,7 +349,9 @@ class ChargeSession:
 
     # --- inputs -----------------------------------------------------------------------------
 
-    def on_controller(self, now: float, state: ControllerState | None, alive: bool) -> None:
+    def on_controller(
+        self, now: float, state: ControllerState | None, alive: bool, reason: str = ""
+    ) -> None:
         """Take the controller state published by the bridge (``controller_state`` topic)."""
         o = self.obs
         if not alive:
@@ -305,6 +359,8 @@ class ChargeSession:
                 o.lost_since = now
             o.alive = False
             if o.session_opened_at is not None and o.ended_at is None:
+                if not o.lost_in_session:
+                    o.lost_at, o.lost_reason = now, reason
                 o.lost_in_session = True
             return
         o.alive, o.lost_since = True, None
@@ -347,12 +403,12 @@ class ChargeSession:
             # also just after Charge_Session_Finished: the frames of one abort may arrive in
             # any order, and the stop is the cause of that end
             if o.emergency is None and (o.ended_at is None or now - o.ended_at < 1.0):
-                o.emergency = message.origin
+                o.emergency, o.emergency_at = message.origin, now
                 log.error("emergency stop, origin %s", message.origin.label)
         elif isinstance(message, ChargeSessionFinished) and o.session_opened_at is not None:
             self._session_ended(now, message.state)
 
-    def on_power(self, now: float, voltage: float, current: float, fault: str = "") -> None:
+    def on_power(self, now: float, voltage: float, current: float) -> None:
         """Take the measured output (converter driver) and integrate the energy delivered."""
         o = self.obs
         if o.power_time is not None and math.isfinite(o.voltage) and o.ended_at is None:
@@ -360,14 +416,24 @@ class ChargeSession:
             p_old = o.voltage * o.current
             o.energy_wh += max(0.0, (p_old + voltage * current) / 2.0) * dt / 3600.0
         o.voltage, o.current, o.power_time = voltage, current, now
+
+    def on_fault(
+        self, now: float, text: str, insulation: bool = False, since: float | None = None
+    ) -> None:
+        """Take a fault of the power side itself (not its reaction to a stop or a lost link).
+
+        ``since``: when it began, if earlier than ``now`` (a silent driver is noticed late).
+        """
+        o = self.obs
+        began = now if since is None else since
         if (
-            fault
+            text
             and not o.converter_fault
             and o.session_opened_at is not None
-            and o.ended_at is None
+            and (o.ended_at is None or began <= o.ended_at)
         ):
-            o.converter_fault = fault
-            log.error("converter fault during the session: %s", fault)
+            o.converter_fault, o.insulation_fault = text, insulation
+            log.error("power side fault during the session: %s", text)
 
     def cancel(self, now: float) -> None:
         """Cancel: stop the session (User_Stop_Button) and report CANCELLED."""
@@ -428,7 +494,7 @@ class ChargeSession:
             and (o.session is not None or o.state == S.CONNECTED_WITH_FULL_INFO)
         ):
             self._limits_sent_for_session = True
-            out.append(SetLimits(g.max_voltage, self._current_limit()))
+            out.append(SetLimits(g.max_voltage, self._current_limit(), True, g.max_power))
         if active and o.state == S.CCS_AUTHORISATION_PROCESS and not self._ccs_decided:
             self._ccs_decided = True
             out.append(SetCcsAuthorisation(g.accept_ccs_authorisation))
@@ -474,6 +540,11 @@ class ChargeSession:
                     outcome = outcome if outcome != Outcome.COMPLETED else Outcome.FAILED
                 self._finish(now, code, text, outcome, safe)
         return out
+
+    def fail(self, now: float, code: ErrorCode, text: str) -> None:
+        """End the goal now with ``code`` (e.g. the bridge never confirmed its commands)."""
+        if self.result is None:
+            self._finish(now, code, text, Outcome.FAILED, safe=False)
 
     def _limit_reached(self, now: float) -> str:
         o, g = self.obs, self.goal
@@ -562,25 +633,37 @@ class ChargeSession:
 def _classify(
     o: _Observed, g: ChargeGoal, stop_reason: Outcome | None, stop_text: str, ccs_decided: bool
 ) -> tuple[ErrorCode, str, Outcome]:
-    """Map what was observed to (error code, message, outcome): the one place that decides."""
-    if o.emergency is not None:
+    """Map what was observed to (error code, message, outcome): the one place that decides.
+
+    Causes: a fault of the power side itself comes first (the converter driver latches the
+    *first* cause it sees, so a fault it reports came before any emergency stop or link loss it
+    saw; e.g. our System_Enable = 0 after a converter fault makes the controller stop with origin
+    EVSE, and the result says CONVERTER_FAULT); then the earlier of an emergency stop and a lost
+    controller link (a bus-off makes our status stop, and the controller's stop that follows is
+    its consequence).
+    """
+    clean = o.session_end == SessionEnd.CLEAN_STOP
+    if o.converter_fault:
+        code = ErrorCode.INSULATION_FAULT if o.insulation_fault else ErrorCode.CONVERTER_FAULT
+        return code, f"power side fault: {o.converter_fault}", Outcome.FAILED
+    lost = o.lost_in_session and not clean and o.lost_at is not None
+    emergency_first = o.emergency is not None and (
+        not lost or (o.emergency_at or 0.0) <= (o.lost_at or 0.0)
+    )
+    if o.emergency is not None and emergency_first:
         code = (
             ErrorCode.EMERGENCY_STOP_PEV
             if o.emergency == EmergencyStopOrigin.PEV
             else ErrorCode.EMERGENCY_STOP_EVSE
         )
         return code, f"emergency stop, origin {o.emergency.label}", Outcome.FAILED
-    clean = o.session_end == SessionEnd.CLEAN_STOP
-    # before the converter fault: a lost controller makes the converter latch off (its fault
-    # text then says "controller link lost"); the cause is the controller, not the converter
-    if o.lost_in_session and not clean:
+    if lost:
+        why = f": {o.lost_reason}" if o.lost_reason else ""
         return (
             ErrorCode.CONTROLLER_LOST,
-            "controller heartbeat lost during the session",
+            f"controller link lost during the session{why}",
             Outcome.FAILED,
         )
-    if o.converter_fault:
-        return ErrorCode.CONVERTER_FAULT, f"converter fault: {o.converter_fault}", Outcome.FAILED
     if ccs_decided and not g.accept_ccs_authorisation:
         return (
             ErrorCode.AUTHORISATION_REFUSED,

@@ -351,8 +351,15 @@ class ControllerSimulator:
     # --- the step ---------------------------------------------------------------------------
 
     def step(self, now: float, received: Sequence[CanFrame] = ()) -> list[CanFrame]:
-        """Advance to ``now`` with the power side's ``received`` frames; return frames to send."""
-        self._out = []
+        """Advance to ``now`` with the power side's ``received`` frames; return frames to send.
+
+        Frames queued between two steps (e.g. by :meth:`emergency_stop`) go out with this step's.
+        """
+        self._advance(now, received)
+        out, self._out = self._out, []
+        return [] if self.silent else out
+
+    def _advance(self, now: float, received: Sequence[CanFrame]) -> None:
         if self._started is None:
             self._started = now
             self._set_state(now, S.INITIALISING, "controller starts")
@@ -361,20 +368,19 @@ class ControllerSimulator:
         if self._silent_until is not None:
             if now < self._silent_until:
                 self._plant(now)
-                return []
+                return
             self._silent_until = None
             self._next.clear()
             self._set_state(now, S.INITIALISING, "controller restarts after the reset")
         self._plant(now)
         self._scenario_events(now)
         if self.silent:  # a reset just started
-            return []
+            return
         self._supervise(now)
         for _ in range(4):  # a few transitions per step at most (spec 8 chains)
             if not self._transition(now):
                 break
         self._cyclic(now)
-        return self._out
 
     # --- receive ----------------------------------------------------------------------------
 
@@ -504,9 +510,21 @@ class ControllerSimulator:
         self._start_pressed = self.vehicle.is_chademo and not self.scenario.withhold_start
         self._event(now, "vehicle plugged in")
 
+    def reset(self, now: float, duration: float) -> None:
+        """Simulate a controller crash: silent for ``duration`` s, then Initialising."""
+        self._event(now, f"controller reset for {duration:g} s")
+        self._reset_for(now, duration)
+
+    def emergency_stop(self, now: float, reason: str) -> None:
+        """Raise a charger-side emergency stop in the controller (origin EVSE)."""
+        self._emergency(now, EmergencyStopOrigin.EVSE, reason)
+
     def _reset(self, now: float) -> None:
         self._event(now, f"scenario: controller reset for {self.scenario.reset_duration:g} s")
-        self._silent_until = now + self.scenario.reset_duration
+        self._reset_for(now, self.scenario.reset_duration)
+
+    def _reset_for(self, now: float, duration: float) -> None:
+        self._silent_until = now + duration
         self.vehicle.abort(now, "charger communication lost (controller reset)")
         if self._state in _SESSION_STATES:
             self.session_result = None

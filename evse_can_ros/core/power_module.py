@@ -2,12 +2,14 @@
 
 :class:`PowerModule` turns the controller's decoded messages (typed dataclasses of
 :mod:`evse_can_ros.protocol`) into converter setpoints and our ``Power_Modules_Status``. It has
-no rclpy, no threads and no clock: the node calls
+no rclpy, no threads and no clock: the caller (:class:`~evse_can_ros.core.converter_driver.
+ConverterDriver`) calls
 
 * :meth:`PowerModule.on_message` for every controller message (``Advantics_Controller_Status``
-  included: the node builds one from the bridge's ``controller_state`` topic),
+  included),
 * :meth:`PowerModule.on_link_lost` when the bridge reports the heartbeat lost (PM-07, PM-44),
-* :meth:`PowerModule.on_fault` when the converter backend fails,
+* :meth:`PowerModule.on_fault` when the converter backend fails (or an internal error happens),
+* :meth:`PowerModule.set_limits` with the session limits sent to the controller (PM-34, A10),
 * :meth:`PowerModule.step` every control period with the converter's measurement and
   capabilities; it returns the :class:`Setpoint` to apply, the status to publish, the phase,
   whether the modules should be awake and the latched fault.
@@ -31,26 +33,42 @@ Decisions (spec §12 recommended decisions unless stated):
 * A5: System_Enable = 0 until the modules are first ready in a session, then 1 for the whole
   session; 0 again only for a latched fault (session refused / emergency shutdown, PM-23).
 * A6: System_Enable does not wait for any controller state.
-* A7/PM-42: any ``Emergency_Stop`` latches the output off; each further frame re-arms the latch.
-  The latch (also for heartbeat/link loss, PM-08, and converter faults) is cleared only by a
-  ``New_Charge_Session`` received after the controller has been seen idle (states 0, 1, 2, 11,
-  12) or after ``Charge_Session_Finished``, so the repeated frames of the faulted session never
-  clear it.
+* A7/PM-08/PM-42, the re-arm rule: any ``Emergency_Stop``, a lost heartbeat or link, a converter
+  fault or an internal error latches the output off; each further ``Emergency_Stop`` frame
+  re-arms the latch. The latch is cleared only by a ``New_Charge_Session`` of a *new* session:
+  if the latch happened after this session's first ``New_Charge_Session``, a session boundary
+  must be seen first (``Charge_Session_Finished``, a no-session state 0/1/12, or
+  Negotiating_Connection entered from anything but Waiting_For_PEV); if it happened before any
+  ``New_Charge_Session`` of the session (states 0-2, 11, 12: nothing was powered), the session's
+  first ``New_Charge_Session`` clears it. The repeated frames of a faulted session never do.
 * A8/PM-37: (0 V, any A) = standby; ``Target_Current`` <= 0 with a voltage = regulate at 0 A.
 * A9/PM-43: power (REGULATE) only while the latest state is 3..7; DISCHARGE only in 3..4.
+* A10/PM-34: the session limits sent in ``Power_Modules_Limits`` (and the goal's power limit) are
+  enforced here too, on top of the converter's capabilities (0 = no limit of ours).
 * A13/PM-28: active discharge to ``discharge_voltage`` (default 10 V) after the insulation test.
+  A20 (CHAdeMO-safe): the discharge stops at once when the state leaves 3/4 or when the output
+  voltage rises by ``discharge_rise_limit`` above its lowest value in the discharge (a battery
+  has been connected): the bleeder never loads a battery.
 * A17: AC sessions (``CCS_PWM`` / ``CCS_AC``) are refused (System_Enable stays 0).
-* A18/PM-45: on a *change* of the controller state: into 0/1/2/11/12 the session ends (PM-48);
-  into 5/6/8/9/10/13 or an unknown state any power function stops (standby).
-* A20: the output is never bled except after an insulation test while the state is 3 or 4.
+* A18/PM-45: on a *change* of the controller state: into a no-session state the session ends
+  (PM-48); into 5/6/8/9/10/13 or an unknown state any power function stops (standby). D1: a
+  ``Charging_Loop`` request received after the previous state frame is not cancelled by a state
+  6 frame that lags it (the state frame can lag the first request by up to 100 ms, A9).
 * Deviation/addition: commands are acted on only inside a session opened by
-  ``New_Charge_Session`` (a driver restarted mid-session does not resume power; the bridge then
-  reports the stale status as System_Enable = 0 anyway).
-* Addition (defence in depth, PM-29): after the insulation test, while precharging or charging,
-  a measured insulation resistance below ``insulation_min_ohm_per_volt`` x voltage latches the
-  output off and sets System_Enable = 0, without waiting for the controller's emergency stop.
+  ``New_Charge_Session`` (a driver restarted mid-session does not resume power).
+* Addition (defence in depth, PM-29): after the insulation test, for the rest of the session
+  (precharge, charging, standby with the battery connected, welding detection), a measured
+  insulation resistance below ``insulation_min_ohm_per_volt`` x the higher of the measured and
+  the session's test voltage (spec A2: the controller uses the test voltage; evaluated above
+  ``insulation_check_min_voltage``) latches the output off and sets System_Enable = 0, without
+  waiting for the controller's emergency stop (which it only raises while a power function is
+  active).
 * Addition: ``link_timeout``: if no controller message at all (the bridge publishes the state
   every 100 ms) arrives for that long, the output latches off (bridge dead or hung).
+* Status: the measured values of the last *valid* measurement. Without one yet, no status at all
+  (:attr:`PowerModuleOutput.status` is None: the bridge sends nothing, so the power side counts
+  as absent); after a converter fault the last valid values go out with System_Enable = 0, never
+  an invented 0 V (a stale 0 V could let the controller unlock a live connector).
 * PM-40 (CHAdeMO <= 10 V for unlocking) relies on the converter's permanent output bleed once
   the vehicle has opened its contactors; the state machine reports the true voltage and never
   holds the output up outside a power function.
@@ -64,6 +82,13 @@ import math
 from dataclasses import dataclass
 
 from evse_can_ros.config import check, param
+from evse_can_ros.core.controller_states import (
+    BEFORE_POWER,
+    DISCHARGE_ALLOWED,
+    SOURCING,
+    STANDBY_ON_ENTRY,
+    is_session_boundary,
+)
 from evse_can_ros.core.power_stage import (
     NO_CAPABILITIES,
     OFF,
@@ -95,7 +120,7 @@ from evse_can_ros.protocol import (
 log = logging.getLogger(__name__)
 
 
-class Phase(enum.Enum):
+class Phase(str, enum.Enum):
     """Phase of the power-module state machine (see module docstring)."""
 
     IDLE = "IDLE"
@@ -108,12 +133,23 @@ class Phase(enum.Enum):
     OFF_LATCHED = "OFF_LATCHED"
 
 
-SOURCING_STATES = frozenset(range(3, 8))
-"""Controller states in which power may be sourced (A9; PM-43 lists the others)."""
-DISCHARGE_STATES = frozenset((3, 4))
-"""Controller states in which the post-insulation discharge may run (A20)."""
-IDLE_STATES = frozenset((0, 1, 2, 11, 12))
-"""Controller states outside a session: entering one ends the session (PM-48)."""
+class FaultKind(str, enum.Enum):
+    """Why the output is latched off (the charge server maps the power side's own faults)."""
+
+    NONE = "none"
+    EMERGENCY_STOP = "emergency_stop"  # the controller's Emergency_Stop
+    CONTROLLER_LINK = "controller_link"  # heartbeat / CAN link / bridge lost
+    REFUSED = "refused"  # a session we cannot serve (AC)
+    CONVERTER = "converter"  # the power stage failed (backend, measurement, module)
+    INSULATION = "insulation"  # our own insulation interlock
+    INTERNAL = "internal"  # an exception in our code on a safety path
+
+    @property
+    def power_side(self) -> bool:
+        """True for a fault of the power side itself (not its reaction to someone else's)."""
+        return self in (FaultKind.CONVERTER, FaultKind.INSULATION, FaultKind.INTERNAL)
+
+
 POWER_PHASES = frozenset((Phase.INSULATION_TEST, Phase.DISCHARGE, Phase.PRECHARGE, Phase.CHARGING))
 
 
@@ -122,11 +158,11 @@ class PowerModuleConfig:
     """Configuration of the power-module state machine (node parameters)."""
 
     link_timeout: float = param(
-        0.5,
+        0.25,
         "no controller message (state included) for this long: output off, latched",
         unit="s",
         min=0.05,
-        max=10.0,
+        max=0.25,
     )
     current_ramp_rate: float = param(
         200.0,
@@ -144,6 +180,13 @@ class PowerModuleConfig:
     )
     discharge_voltage: float = param(
         10.0, "post-insulation discharge target (spec: <= 20 V)", unit="V", min=0.0, max=20.0
+    )
+    discharge_rise_limit: float = param(
+        5.0,
+        "the discharge stops when the output rises this much above its lowest value (battery)",
+        unit="V",
+        min=1.0,
+        max=50.0,
     )
     insulation_min_ohm_per_volt: float = param(
         100.0,
@@ -170,8 +213,8 @@ class PowerModuleOutput:
     """Result of :meth:`PowerModule.step`."""
 
     setpoint: Setpoint
-    status: PowerModulesStatus  # Power_Modules_Status content (insulation in kOhm)
-    phase: str
+    status: PowerModulesStatus | None  # Power_Modules_Status content (kOhm); None: nothing valid
+    phase: Phase
     wake: bool
     fault: str  # latched fault, "" = none
 
@@ -184,19 +227,26 @@ class PowerModule:
         self.phase = Phase.IDLE
         self.state: ControllerState | None = None  # latest Advantics_Controller_Status.State
         self.fault = ""  # latched fault text ("" = none)
+        self.fault_kind = FaultKind.NONE
         self.session: NewChargeSession | None = None
         self.enabled = False  # System_Enable granted in this session (A5)
         self.session_energy_wh = 0.0
-        self.last_measurement: Measurement | None = None
+        self.last_measurement: Measurement | None = None  # the last valid one
         self._latched = False
-        self._idle_seen = True  # a new session may clear the latch
+        self._ncs_in_session = False  # a New_Charge_Session since the last session boundary
+        self._latched_after_ncs = False  # the latch needs a session boundary to clear (A7)
         self._last_controller: float | None = None
+        self._last_state_frame: float | None = None
+        self._previous_state_frame: float | None = None
+        self._request_time: float | None = None  # last Charging_Loop request (D1)
         self._last_step: float | None = None
         self._test_voltage = 0.0
         self._precharge = (0.0, 0.0)
         self._target = (0.0, 0.0)
         self._ramped_current = 0.0
         self._insulation_tested = False
+        self._session_test_voltage = 0.0  # highest Test_Voltage of the session (spec A2)
+        self._discharge_floor = math.inf
         self._limits: tuple[float, float, float] = (math.inf, math.inf, math.inf)
 
     # --- inputs ----------------------------------------------------------------------------------
@@ -216,40 +266,54 @@ class PowerModule:
         """System_Enable as reported now (A5)."""
         return self.in_session and self.enabled and not self._latched
 
+    @property
+    def limits(self) -> tuple[float, float, float]:
+        """Session limits enforced locally: voltage [V], current [A], power [W] (inf = none)."""
+        return self._limits
+
     def set_limits(
         self,
         max_voltage: float | None = None,
         max_current: float | None = None,
         max_power: float | None = None,
     ) -> None:
-        """Operator limits [V, A, W] on top of the converter capabilities (None = no limit)."""
+        """Session limits [V, A, W] on top of the converter capabilities (None or 0 = no limit).
+
+        Called with the limits sent to the controller in Power_Modules_Limits (0 there means
+        "controller default", which is no limit of ours) and the goal's power limit (PM-34, A10).
+        """
         values = []
         for name, v in (
             ("max_voltage", max_voltage),
             ("max_current", max_current),
             ("max_power", max_power),
         ):
-            if v is None:
+            if v is None or v == 0:
                 values.append(math.inf)
-            elif math.isnan(v) or v < 0:
+            elif not isinstance(v, (int, float)) or math.isnan(v) or v < 0:
                 raise ValueError(f"{name} must be >= 0 or None, got {v}")
             else:
                 values.append(float(v))
-        self._limits = (values[0], values[1], values[2])
+        limits = (values[0], values[1], values[2])
+        if limits != self._limits:
+            log.info("session limits %s V, %s A, %s W", *(f"{x:g}" for x in limits))
+        self._limits = limits
 
     def on_message(self, msg: CanMessage, now: float) -> None:
         """Take one decoded controller message received at ``now``."""
         self._last_controller = now
         if isinstance(msg, AdvanticsControllerStatus):
+            self._previous_state_frame, self._last_state_frame = self._last_state_frame, now
             self._on_state(msg.state)
         elif isinstance(msg, EmergencyStop):
-            self._latch(f"emergency stop (origin {msg.origin.label})")  # PM-42, A7
+            self._latch(f"emergency stop (origin {msg.origin.label})", FaultKind.EMERGENCY_STOP)
         elif isinstance(msg, NewChargeSession):
             self._on_new_session(msg)
         elif isinstance(msg, ChargeSessionFinished):
             if self.in_session or self._latched:
                 log.info("Charge_Session_Finished (%s): output off", msg.state.label)
             self._end_session()  # PM-41
+            self._session_boundary()
         elif not self._can_command():
             return
         elif isinstance(msg, InsulationTest):
@@ -257,7 +321,7 @@ class PowerModule:
         elif isinstance(msg, Precharge):
             self._on_precharge(msg)
         elif isinstance(msg, ChargingLoop):
-            self._on_charging_loop(msg)
+            self._on_charging_loop(msg, now)
         elif isinstance(msg, ChargeStatusChange):
             if msg.vehicle_ready_for_charging == ChargeStatus.CHARGE_STARTED:
                 if self.phase is not Phase.CHARGING and self.phase is not Phase.WAKING:
@@ -268,18 +332,22 @@ class PowerModule:
 
     def on_link_lost(self, now: float, reason: str) -> None:
         """Handle a lost controller heartbeat or CAN link: off at once, latched (PM-07/08/44)."""
-        self._latch(f"controller link lost: {reason}")
+        self._latch(f"controller link lost: {reason}", FaultKind.CONTROLLER_LINK)
 
     def on_fault(self, now: float, reason: str) -> None:
         """Handle a converter failure (ConverterFault): off, latched until a new session."""
-        self._latch(f"converter fault: {reason}")
+        self._latch(f"converter fault: {reason}", FaultKind.CONVERTER)
+
+    def on_internal_error(self, now: float, where: str, reason: str) -> None:
+        """Handle an exception in our own code on a safety path: off, latched."""
+        self._latch(f"internal error in {where}: {reason}", FaultKind.INTERNAL)
 
     # --- the control step ------------------------------------------------------------------------
 
     def step(
         self, now: float, measurement: Measurement | None, capabilities: Capabilities | None
     ) -> PowerModuleOutput:
-        """Advance to ``now`` with the latest measurement (None: the converter does not answer)."""
+        """Advance to ``now`` with the latest measurement (None: none valid this period)."""
         cfg = self.config
         dt = 0.0 if self._last_step is None else max(0.0, now - self._last_step)
         self._last_step = now
@@ -290,28 +358,29 @@ class PowerModule:
         ):
             self._latch(
                 f"no controller message for {now - self._last_controller:.2f} s "
-                f"(link_timeout {cfg.link_timeout:g} s)"
+                f"(link_timeout {cfg.link_timeout:g} s)",
+                FaultKind.CONTROLLER_LINK,
             )
-        m = measurement if measurement is not None else self.last_measurement
         if measurement is not None:
             self.last_measurement = measurement
             self._check_measurement(measurement)
+        m = self.last_measurement
         caps = capabilities or NO_CAPABILITIES
-        if m is not None and self.in_session and not self._latched and m.ready:
+        if measurement is not None and self.in_session and not self._latched and measurement.ready:
             if not self.enabled:
                 log.info("power modules ready: System_Enable = Allowed")  # PM-22
             self.enabled = True
             if self.phase is Phase.WAKING:
                 self._set_phase(Phase.STANDBY, "modules ready")
-        if self.phase is Phase.DISCHARGE and m is not None and m.voltage <= cfg.discharge_voltage:
-            self._set_phase(Phase.STANDBY, f"output discharged to {m.voltage:.1f} V")
+        if self.phase is Phase.DISCHARGE and measurement is not None:
+            self._supervise_discharge(measurement.voltage)
         setpoint = self._setpoint(caps, dt)
-        if m is not None and m.current > 0 and self.in_session:
-            self.session_energy_wh += m.voltage * m.current * dt / 3600.0
+        if measurement is not None and measurement.current > 0 and self.in_session:
+            self.session_energy_wh += measurement.voltage * measurement.current * dt / 3600.0
         return PowerModuleOutput(
             setpoint=setpoint,
             status=self._status(m),
-            phase=self.phase.value,
+            phase=self.phase,
             wake=(self.in_session and not self._latched) or not cfg.sleep_when_idle,
             fault=self.fault,
         )
@@ -326,45 +395,57 @@ class PowerModule:
             log.info("phase %s -> %s (%s)", self.phase.value, phase.value, why)
             if phase is Phase.CHARGING:
                 self._ramped_current = 0.0
+            if phase is Phase.DISCHARGE:
+                self._discharge_floor = math.inf
             self.phase = phase
 
-    def _latch(self, reason: str) -> None:
-        self._idle_seen = False
+    def _latch(self, reason: str, kind: FaultKind) -> None:
         if not self._latched:
             log.error("output off, latched until a new session: %s", reason)
             self._latched = True
             self.fault = reason
+            self.fault_kind = kind
+            self._latched_after_ncs = self._ncs_in_session
+        elif self._ncs_in_session:
+            self._latched_after_ncs = True  # e.g. an emergency stop re-arms it (PM-42)
         self._set_phase(Phase.OFF_LATCHED, reason)
         self._clear_targets()
+
+    def _session_boundary(self) -> None:
+        self._ncs_in_session = False
+        self._latched_after_ncs = False
 
     def _clear_targets(self) -> None:
         self._test_voltage = 0.0
         self._precharge = (0.0, 0.0)
         self._target = (0.0, 0.0)
         self._ramped_current = 0.0
+        self._request_time = None
 
     def _end_session(self) -> None:
         self.session = None
         self.enabled = False
         self._insulation_tested = False
-        self._idle_seen = True
         self._clear_targets()
         if not self._latched:
             self._set_phase(Phase.IDLE, "session over")
 
     def _on_new_session(self, msg: NewChargeSession) -> None:
-        if self._latched and not self._idle_seen:
-            return  # repeated frames of the faulted session: stay off (PM-08, PM-42)
+        if self._latched and self._latched_after_ncs:
+            return  # repeated frames of the faulted session: stay off (PM-08, PM-42, A7)
+        self._ncs_in_session = True
         if self.in_session and not self._latched:
             return  # repeated until System_Enable = Allowed
         if self._latched:
             log.info("new session: clearing latched fault (%s)", self.fault)
         self._latched = False
         self.fault = ""
+        self.fault_kind = FaultKind.NONE
         self.session = msg
         self.enabled = False
         self.session_energy_wh = 0.0
         self._insulation_tested = False
+        self._session_test_voltage = 0.0
         self._clear_targets()
         self._set_phase(
             Phase.WAKING,
@@ -374,7 +455,10 @@ class PowerModule:
             msg.communication_protocol == CommunicationProtocol.CCS_PWM
             or msg.plug_and_pins == PlugAndPins.CCS_AC
         ):
-            self._latch(f"AC session ({msg.communication_protocol.label}) refused (spec A17)")
+            self._latch(
+                f"AC session ({msg.communication_protocol.label}) refused (spec A17)",
+                FaultKind.REFUSED,
+            )
 
     def _on_state(self, state: ControllerState) -> None:
         previous, self.state = self.state, state
@@ -385,19 +469,39 @@ class PowerModule:
             previous.label if previous is not None else "-",
             state.label,
         )  # PM-49
-        value = int(state)
-        if value in IDLE_STATES:
-            self._idle_seen = True
+        if is_session_boundary(previous, state):
+            self._session_boundary()
+        if state in BEFORE_POWER:
             if self.in_session:
                 self._end_session()  # PM-48
-        elif value in (5, 6, 8, 9, 10, 13) or not state.known:  # A18, PM-45
-            stop = POWER_PHASES if value != 5 else {Phase.INSULATION_TEST, Phase.DISCHARGE}
+            return
+        if self.phase is Phase.DISCHARGE and state not in DISCHARGE_ALLOWED:
+            self._set_phase(Phase.STANDBY, f"controller state {state.label}: discharge stopped")
+        if state in STANDBY_ON_ENTRY or not state.known:  # A18, PM-45
+            if state == ControllerState.PRECHARGE:
+                stop = {Phase.INSULATION_TEST, Phase.DISCHARGE}
+            elif state == ControllerState.WAITING_FOR_CHARGE and self._fresh_request():
+                stop = set()  # D1: the state frame lags a newer Charging_Loop request (A9)
+            else:
+                stop = set(POWER_PHASES)
             if self.phase in stop:
                 self._set_phase(Phase.STANDBY, f"controller state {state.label}")
+
+    def _fresh_request(self) -> bool:
+        """Return True if the last Charging_Loop request came after the previous state frame."""
+        return (
+            self.phase is Phase.CHARGING
+            and self._request_time is not None
+            and (
+                self._previous_state_frame is None
+                or self._request_time > self._previous_state_frame
+            )
+        )
 
     def _on_insulation_test(self, msg: InsulationTest) -> None:
         if msg.test_voltage > 0:
             self._test_voltage = msg.test_voltage
+            self._session_test_voltage = max(self._session_test_voltage, msg.test_voltage)
             self._set_phase(Phase.INSULATION_TEST, f"Test_Voltage {msg.test_voltage:g} V")
         elif self.phase is Phase.INSULATION_TEST:
             self._insulation_tested = True
@@ -411,7 +515,7 @@ class PowerModule:
         elif self.phase is Phase.PRECHARGE:
             self._set_phase(Phase.STANDBY, "precharge finished")  # PM-32: no discharge
 
-    def _on_charging_loop(self, msg: ChargingLoop) -> None:
+    def _on_charging_loop(self, msg: ChargingLoop, now: float) -> None:
         if msg.target_voltage <= 0:  # (0, 0) standby; (0, I) treated as standby (A8)
             if msg.target_current != 0:
                 log.warning("Charging_Loop 0 V with %g A: treated as standby", msg.target_current)
@@ -423,39 +527,57 @@ class PowerModule:
             return
         self._mark_tested()
         self._target = (msg.target_voltage, max(0.0, msg.target_current))  # PM-37
+        self._request_time = now
         self._set_phase(Phase.CHARGING, "Charging_Loop request")
 
     def _mark_tested(self) -> None:
         if self.phase in (Phase.INSULATION_TEST, Phase.DISCHARGE):
             self._insulation_tested = True
 
+    def _supervise_discharge(self, voltage: float) -> None:
+        cfg = self.config
+        if voltage <= cfg.discharge_voltage:
+            self._set_phase(Phase.STANDBY, f"output discharged to {voltage:.1f} V")
+        elif voltage > self._discharge_floor + cfg.discharge_rise_limit:
+            self._set_phase(
+                Phase.STANDBY,
+                f"output voltage rising during the discharge ({self._discharge_floor:.1f} -> "
+                f"{voltage:.1f} V): a battery is connected, discharge stopped",
+            )
+        else:
+            self._discharge_floor = min(self._discharge_floor, voltage)
+
     def _check_measurement(self, m: Measurement) -> None:
         cfg = self.config
         if m.fault:
             if not self._latched:
-                self._latch(f"converter fault: {m.fault}")  # PM-23
+                self._latch(f"converter fault: {m.fault}", FaultKind.CONVERTER)  # PM-23
             return
         if (
             self._insulation_tested
-            and self.phase in (Phase.PRECHARGE, Phase.CHARGING)
+            and self.in_session
+            and self.phase not in (Phase.INSULATION_TEST, Phase.DISCHARGE, Phase.OFF_LATCHED)
             and cfg.insulation_min_ohm_per_volt > 0
             and m.voltage > cfg.insulation_check_min_voltage
-            and m.insulation_resistance_ohm < cfg.insulation_min_ohm_per_volt * m.voltage
+            and m.insulation_resistance_ohm
+            < cfg.insulation_min_ohm_per_volt * max(m.voltage, self._session_test_voltage)
         ):
             self._latch(
                 f"insulation fault: {m.insulation_resistance_ohm / 1000:.1f} kOhm at "
-                f"{m.voltage:.0f} V (< {cfg.insulation_min_ohm_per_volt:g} Ohm/V)"
+                f"{max(m.voltage, self._session_test_voltage):.0f} V "
+                f"(< {cfg.insulation_min_ohm_per_volt:g} Ohm/V)",
+                FaultKind.INSULATION,
             )
 
     def _setpoint(self, caps: Capabilities, dt: float) -> Setpoint:
         cfg = self.config
         phase = self.phase
-        state = int(self.state) if self.state is not None else -1
+        state = self.state
         if phase is Phase.DISCHARGE:
-            if state not in DISCHARGE_STATES:
+            if state not in DISCHARGE_ALLOWED:
                 return OFF
             return Setpoint(Mode.DISCHARGE, cfg.discharge_voltage, 0.0)
-        if phase not in POWER_PHASES or state not in SOURCING_STATES:  # PM-43
+        if phase not in POWER_PHASES or state not in SOURCING:  # PM-43
             return OFF
         op_v, op_i, op_p = self._limits
         v_max = min(caps.max_voltage, op_v)
@@ -477,12 +599,12 @@ class PowerModule:
             self._ramped_current = i
         return Setpoint(Mode.REGULATE, v, i)
 
-    def _status(self, m: Measurement | None) -> PowerModulesStatus:
-        enable = Permission.ALLOWED if self.system_enable else Permission.NOT_ALLOWED
+    def _status(self, m: Measurement | None) -> PowerModulesStatus | None:
         if m is None:
-            return PowerModulesStatus(0.0, 0.0, 0.0, 0.0, enable, 0.0)
+            return None
+        enable = Permission.ALLOWED if self.system_enable else Permission.NOT_ALLOWED
         return PowerModulesStatus(
-            present_voltage=max(0.0, m.voltage),
+            present_voltage=max(0.0, m.voltage),  # noise around 0 V only (power_stage)
             present_current=m.current,
             power_modules_temperature=m.module_temperature,
             enclosure_temperature=m.enclosure_temperature,
@@ -509,14 +631,15 @@ class ControlLoop:
         self.output: PowerModuleOutput | None = None
 
     def tick(self, now: float) -> PowerModuleOutput:
-        """Run one control period at ``now``; return the state machine's output."""
+        """Run one control period at ``now``; return the state machine's output.
+
+        When this period switches the output off, the converter is read once more after the
+        switch-off, so the status shows the output as it is now (e.g. 0 A after an emergency
+        stop), not as it was before.
+        """
         pm, backend = self.module, self.backend
-        try:
-            self.measurement = backend.read(now)
-            self.capabilities = backend.capabilities(now)
-        except ConverterFault as exc:
-            self.measurement = None
-            pm.on_fault(now, str(exc))
+        was_on = self.applied.mode is not Mode.OFF
+        self._measure(now)
         out = pm.step(now, self.measurement, self.capabilities)
         try:
             if out.wake and not self.awake:
@@ -530,9 +653,21 @@ class ControlLoop:
             pm.on_fault(now, str(exc))
             backend.stop()
             self.applied = OFF
+            self.measurement = None
             out = pm.step(now, None, None)
+        if was_on and self.applied.mode is Mode.OFF and self.measurement is not None:
+            self._measure(now)
+            out = pm.step(now, self.measurement, self.capabilities)
         self.output = out
         return out
+
+    def _measure(self, now: float) -> None:
+        try:
+            self.measurement = self.backend.read(now)
+            self.capabilities = self.backend.capabilities(now)
+        except ConverterFault as exc:
+            self.measurement = None
+            self.module.on_fault(now, str(exc))
 
     def stop(self) -> None:
         """Output off now (never raises)."""

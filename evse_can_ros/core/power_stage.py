@@ -14,7 +14,10 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from evse_can_ros.core.battery import VehicleInlet
 
 VOLTAGE_NOISE = 10.0
 """V: a measured voltage below ``-VOLTAGE_NOISE`` is impossible (sensor or wiring fault)."""
@@ -116,6 +119,30 @@ class PowerStage(Protocol):
 
     def stop(self) -> None:
         """Output off now; never raises."""
+
+
+@runtime_checkable
+class FaultInjection(Protocol):
+    """A backend whose faults can be switched at run time (its ``RUNTIME_PARAMS``)."""
+
+    def inject(self, fault: str, on: bool = True) -> None:
+        """Switch fault ``fault`` on or off (ValueError for an unknown name)."""
+
+
+@runtime_checkable
+class FollowsControllerState(Protocol):
+    """A simulated backend that models the vehicle's contactors from the controller state."""
+
+    def follow_controller_state(self, state: int) -> None:
+        """Take the controller state (spec 8 value)."""
+
+
+@runtime_checkable
+class SharesVehicleInlet(Protocol):
+    """A simulated backend that can share the vehicle's inlet with an in-process vehicle model."""
+
+    def connect_inlet(self, inlet: VehicleInlet) -> None:
+        """Use ``inlet`` (battery, contactors) instead of the backend's own."""
 
 
 def clamp_setpoint(setpoint: Setpoint, caps: Capabilities) -> Setpoint:

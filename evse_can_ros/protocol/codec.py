@@ -193,10 +193,13 @@ class Codec:
 
     # --- decode ---------------------------------------------------------------------------------
 
-    def message_spec_of(self, frame: CanFrame, pistol_index: int | None = None) -> MessageSpec:
+    def message_spec_of(
+        self, frame: CanFrame, pistol_index: int | None = None, *, padded_ok: bool = False
+    ) -> MessageSpec:
         """Validate a frame's format, pistol index, identifier and DLC; return its message spec.
 
         ``pistol_index`` None accepts any valid index (1..31), e.g. for a bus sniffer.
+        ``padded_ok``: a frame longer than the database length passes (the caller truncates).
         """
         if frame.is_error_frame:
             raise FrameFormatError("error frame")
@@ -226,7 +229,7 @@ class Codec:
                 f"(base 0x{base:05X}) for pistol {index}",
                 frame.arbitration_id,
             )
-        if len(frame.data) != spec.length:
+        if len(frame.data) != spec.length and not (padded_ok and len(frame.data) > spec.length):
             raise FrameLengthError(
                 f"{spec.name} (0x{frame.arbitration_id:08X}) has DLC {len(frame.data)}, "
                 f"expected {spec.length}"
