@@ -68,7 +68,9 @@ class Script:
 
     def power(self, voltage: float, current: float, fault: str = "") -> Script:
         self.voltage, self.current = voltage, current
-        self.s.on_power(self.t, voltage, current, fault)
+        self.s.on_power(self.t, voltage, current)
+        if fault:
+            self.s.on_fault(self.t, fault)
         return self
 
     def advance(self, dt: float) -> Script:
@@ -342,7 +344,7 @@ def test_unplug_without_session_finished() -> None:
 def test_power_limit_becomes_a_current_limit() -> None:
     sc = Script(ChargeGoal(max_current=200, max_power=45000)).state(S.NEGOTIATING_CONNECTION)
     sc.msg(NCS)
-    assert sc.commands[-1][1] == SetLimits(0, 100.0)  # 45 kW / 450 V
+    assert sc.commands[-1][1] == SetLimits(0, 100.0, True, 45000)  # 45 kW / 450 V, and local
 
 
 @pytest.mark.parametrize(

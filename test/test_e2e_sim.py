@@ -1,6 +1,11 @@
 """End to end in one process: action client -> charge server -> bridge -> virtual bus ->
 controller + vehicle simulator, and converter driver -> bridge -> bus, as `evse-can-ros run --sim`
-starts them (the node set of evse_can_ros.nodeset, one executor)."""
+starts them (the node set of evse_can_ros.nodeset, one executor).
+
+These prove the ROS wiring of the node set: one charge, one fault, one cancel, two pistols and
+the main job. The behaviour matrices (every fault, every phase, CHAdeMO, sessions without a
+goal ...) run on the in-memory charger in test_charger_sim.py and test_fault_matrix.py.
+"""
 
 from __future__ import annotations
 
@@ -20,14 +25,13 @@ pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy")
 
-from std_msgs.msg import Bool  # noqa: E402
 
 from evse_can_ros.action import Charge  # noqa: E402
-from evse_can_ros.msg import ConverterStatus  # noqa: E402
+from evse_can_ros.msg import ConverterStatus, SafeToUnplug  # noqa: E402
 from evse_can_ros.nodeset import ChargerOptions, pistol_namespace  # noqa: E402
-from evse_can_ros.ros.can_bridge_node import LATCHED  # noqa: E402
 from evse_can_ros.ros.charge_client import ChargeRequest, run_charge  # noqa: E402
 from evse_can_ros.ros.charger import Charger, init_context  # noqa: E402
+from evse_can_ros.ros.interfaces import SAFE_TO_UNPLUG  # noqa: E402
 from evse_can_ros.tools.resources import config_file  # noqa: E402
 
 SIM = config_file("sim.yaml")
@@ -84,10 +88,10 @@ def test_ccs_charge_to_80_percent(charger_factory: Any) -> None:
     feedback_seen: list[Any] = []
     watcher = rclpy.create_node("e2e_watch", context=charger.context)
     watcher.create_subscription(
-        Bool,
+        SafeToUnplug,
         "/evse/pistol1/safe_to_unplug",
-        lambda m: unplug.append((m.data, len(feedback_seen))),
-        LATCHED,
+        lambda m: unplug.append((m.safe, len(feedback_seen))),
+        SAFE_TO_UNPLUG,
     )
     charger.executor.add_node(watcher)
     code, result, feedback = charge(charger, 1, {"target_soc": 80.0})
@@ -125,27 +129,6 @@ def test_ccs_charge_to_80_percent(charger_factory: Any) -> None:
         i for i, f in enumerate(feedback) if f.stage == Charge.Feedback.STAGE_CHARGING
     )
     assert not any(v for v, n in unplug if n and n <= charging_at)
-
-
-def test_chademo_session_ends_clean_when_the_vehicle_is_full(
-    charger_factory: Any, tmp_path: Path
-) -> None:
-    params = params_file(
-        tmp_path,
-        {
-            "vehicle.protocol": "CHADEMO_V2_0",
-            "vehicle.target_soc": 40.0,
-            "vehicle.initial_soc": 30.0,
-        },
-    )
-    charger = charger_factory(params=params)
-    code, result, feedback = charge(charger, 1, {})
-    assert code == 0, result.error_msg
-    assert result.outcome == Charge.Result.OUTCOME_COMPLETED
-    assert result.session_end_state == Charge.Result.SESSION_END_CLEAN
-    assert "CHADEMO" in feedback[-1].protocol.upper()
-    assert Charge.Feedback.STAGE_PRECHARGE not in {f.stage for f in feedback}  # CCS only
-    assert result.final_soc >= 40.0 and result.safe_to_unplug
 
 
 def test_two_pistols_charge_concurrently(charger_factory: Any) -> None:
@@ -202,42 +185,10 @@ def test_main_job_command(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-FAULTS = [
-    # (simulator parameters, goal, expected error code, expect a session that charged)
-    ({"scenario.ev_emergency_after": 1.0}, {}, Charge.Result.EMERGENCY_STOP_PEV, True),
-    ({"scenario.insulation_fault_kohm": 10.0}, {}, Charge.Result.INSULATION_FAULT, False),
-    ({"scenario.stop_after": 1.0}, {}, Charge.Result.NONE, True),  # Clean_Stop: completed
-    ({"scenario.unplug_after": 1.0}, {}, Charge.Result.VEHICLE_ABORTED, True),
-    (
-        {"scenario.reset_after": 1.0, "scenario.reset_duration": 8.0},
-        {},
-        Charge.Result.CONTROLLER_LOST,
-        True,
-    ),
-    (
-        {"ccs_external_authorisation": True},
-        {"accept_ccs_authorisation": False},
-        Charge.Result.AUTHORISATION_REFUSED,
-        False,
-    ),
-    ({"scenario.delayed_charge": 2.0}, {"target_soc": 30.0}, Charge.Result.NONE, True),
-]
-
-
-@pytest.mark.parametrize(
-    ("simulator", "goal", "code", "charged"),
-    FAULTS,
-    ids=[next(iter(f[0])).split(".")[-1] for f in FAULTS],
-)
-def test_fault_knobs_end_in_the_safe_state(  # noqa: PLR0917
-    charger_factory: Any,
-    tmp_path: Path,
-    simulator: dict[str, Any],
-    goal: dict[str, Any],
-    code: int,
-    charged: bool,
-) -> None:
-    charger = charger_factory(params=params_file(tmp_path, simulator))
+def test_a_fault_ends_in_the_safe_state(charger_factory: Any, tmp_path: Path) -> None:
+    """An EV emergency stop while charging: result code, no current, output de-energised."""
+    code, charged, goal = Charge.Result.EMERGENCY_STOP_PEV, True, {}
+    charger = charger_factory(params=params_file(tmp_path, {"scenario.ev_emergency_after": 1.0}))
     status: list[Any] = []
     watcher = rclpy.create_node("e2e_fault_watch", context=charger.context)
     watcher.create_subscription(
@@ -260,3 +211,34 @@ def test_fault_knobs_end_in_the_safe_state(  # noqa: PLR0917
     last = status[-1]
     assert abs(last.current) < 1.0 and last.voltage < 60.0, last
     assert last.mode != "REGULATE" or last.current_limit == 0.0, last
+
+
+def test_cancel_while_charging_ends_in_the_safe_state(charger_factory: Any) -> None:
+    """Cancel = user stop: the session ends normally, the result says CANCELLED."""
+    from rclpy.action import ActionClient
+
+    charger = charger_factory()
+    node = rclpy.create_node("e2e_cancel", context=charger.context)
+    charger.executor.add_node(node)
+    client = ActionClient(node, Charge, "/evse/pistol1/charge")
+    assert client.wait_for_server(timeout_sec=10.0)
+    stages: list[int] = []
+    sent = client.send_goal_async(
+        Charge.Goal(target_soc=95.0), feedback_callback=lambda f: stages.append(f.feedback.stage)
+    )
+    deadline = time.monotonic() + 30.0
+    while not (sent.done() and Charge.Feedback.STAGE_CHARGING in stages):
+        assert time.monotonic() < deadline, stages
+        time.sleep(0.05)
+    handle = sent.result()
+    cancel = handle.cancel_goal_async()
+    result = handle.get_result_async()
+    while not result.done():
+        assert time.monotonic() < deadline + 30.0
+        time.sleep(0.05)
+    assert cancel.result().goals_canceling
+    r = result.result().result
+    assert r.error_code == Charge.Result.CANCELLED, r.error_msg
+    assert r.outcome == Charge.Result.OUTCOME_CANCELLED and r.safe_to_unplug
+    assert r.session_end_state == Charge.Result.SESSION_END_CLEAN
+    client.destroy()

@@ -32,7 +32,8 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from evse_can_ros import msg as ros  # noqa: E402
 from evse_can_ros import srv  # noqa: E402
-from evse_can_ros.ros.can_bridge_node import CanBridgeNode, NodeConfigError  # noqa: E402
+from evse_can_ros.ros.can_bridge_node import CanBridgeNode  # noqa: E402
+from evse_can_ros.ros.common import NodeConfigError  # noqa: E402
 from evse_can_ros.ros.testing import Collector, RosHarness  # noqa: E402
 from evse_can_ros.tools.bus_peer import BusPeer  # noqa: E402
 
@@ -345,7 +346,7 @@ def test_limits_then_charge_parameters_done(
         "Maximum_Current": 200.0,
         "Reserved": 0,
     }
-    assert bytes(flags[-1].msg.data) == bytes.fromhex("01 04 00")
+    assert bytes(flags[-1].msg.data) == bytes.fromhex("00 04 00")  # not authorised by default
     bad = call(
         harness,
         srv.SetPowerLimits,
@@ -364,28 +365,28 @@ def test_buttons_are_pulses_and_authorisations_are_levels(
     assert not second.success and "in progress" in second.message
     assert harness.wait_for(lambda: len(peer.frames("Sequence_Control")) >= 2, 2.0)
     press, release = peer.frames("Sequence_Control")[:2]
-    assert bytes(press.msg.data) == bytes.fromhex("01 00 01")
-    assert bytes(release.msg.data) == bytes.fromhex("01 00 00")
+    assert bytes(press.msg.data) == bytes.fromhex("00 00 01")
+    assert bytes(release.msg.data) == bytes.fromhex("00 00 00")
     assert release.t - press.t >= 0.1  # PM-17
     assert call(
         harness, SetBool, topic(bridge, "set_ccs_authorisation"), SetBool.Request(data=False)
     ).success
     assert harness.wait_for(
-        lambda: bytes(peer.frames("Sequence_Control")[-1].msg.data) == bytes.fromhex("01 01 00"),
+        lambda: bytes(peer.frames("Sequence_Control")[-1].msg.data) == bytes.fromhex("00 01 00"),
         2.0,
     )  # Done, Valid=0 (PM-18)
     assert call(
-        harness, SetBool, topic(bridge, "set_start_authorisation"), SetBool.Request(data=False)
+        harness, SetBool, topic(bridge, "set_start_authorisation"), SetBool.Request(data=True)
     ).success
     assert harness.wait_for(
-        lambda: bytes(peer.frames("Sequence_Control")[-1].msg.data) == bytes.fromhex("00 01 00"),
+        lambda: bytes(peer.frames("Sequence_Control")[-1].msg.data) == bytes.fromhex("01 01 00"),
         2.0,
     )
     flags = Collector(
         harness.node, ros.SequenceControl, topic(bridge, "sequence_control"), LATCHED
     )
     assert harness.wait_for(lambda: flags.last is not None, 3.0)
-    assert not flags.last.start_charge_authorisation and flags.last.ccs_authorisation_done
+    assert flags.last.start_charge_authorisation and flags.last.ccs_authorisation_done
     assert_all_sent_frames_decode_with_vendor(peer)
 
 
@@ -394,7 +395,12 @@ def test_flags_on_entry_into_not_available_and_reset_after_the_session(
 ) -> None:
     peer.heartbeat(STATE["Not_Available"])
     assert harness.wait_for(lambda: peer.frames("Sequence_Control"), 2.0)  # PM-15
-    assert bytes(peer.frames("Sequence_Control")[0].msg.data) == bytes.fromhex("01 00 00")
+    assert bytes(peer.frames("Sequence_Control")[0].msg.data) == bytes.fromhex("00 00 00")
+    call(harness, SetBool, topic(bridge, "set_start_authorisation"), SetBool.Request(data=True))
+    assert harness.wait_for(
+        lambda: bytes(peer.frames("Sequence_Control")[-1].msg.data) == bytes.fromhex("01 00 00"),
+        2.0,
+    )
     peer.heartbeat(STATE["Connected_With_Full_Info"])
     time.sleep(0.3)
     call(harness, SetBool, topic(bridge, "set_ccs_authorisation"), SetBool.Request(data=True))
@@ -490,7 +496,7 @@ def test_malformed_foreign_and_unexpected_frames_are_counted(
         {"Target_Voltage": 400, "Target_Current": 100, "State_of_Charge": 50},
         pistol=2,
     )  # foreign pistol
-    peer.send_raw(0x01068009, b"\x07\x00")  # wrong DLC heartbeat
+    peer.send_raw(0x01068005, b"\x07\x00")  # Charging_Loop too short (padding is accepted)
     peer.send_raw(0x01068008, b"\x00")  # unknown id
     peer.send_raw(0x01060010, bytes(8))  # someone else sends our Power_Modules_Status
     peer.send_raw(0x009, b"\x07", is_extended_id=False)

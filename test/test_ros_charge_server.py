@@ -21,12 +21,12 @@ rclpy = pytest.importorskip("rclpy")
 
 from rclpy.action import ActionClient  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from std_msgs.msg import Bool  # noqa: E402
 
 from evse_can_ros import msg as ros  # noqa: E402
 from evse_can_ros.action import Charge  # noqa: E402
-from evse_can_ros.ros.can_bridge_node import LATCHED, CanBridgeNode  # noqa: E402
+from evse_can_ros.ros.can_bridge_node import CanBridgeNode  # noqa: E402
 from evse_can_ros.ros.charge_server_node import ChargeServerNode  # noqa: E402
+from evse_can_ros.ros.interfaces import LATCHED, SAFE_TO_UNPLUG  # noqa: E402
 from evse_can_ros.ros.testing import RosHarness  # noqa: E402
 from evse_can_ros.tools.bus_peer import BusPeer  # noqa: E402
 
@@ -67,6 +67,7 @@ class Rig:
             parameter_overrides=[
                 Parameter("safe_voltage_timeout", value=3.0),
                 Parameter("controller_lost_grace", value=1.0),
+                Parameter("node_timeout", value=60.0),  # no converter driver in this rig
             ],
         )
         node = harness.node
@@ -85,7 +86,10 @@ class Rig:
             LATCHED,
         )
         node.create_subscription(
-            Bool, f"{self.ns}/safe_to_unplug", lambda m: self.unplug.append(m.data), LATCHED
+            ros.SafeToUnplug,
+            f"{self.ns}/safe_to_unplug",
+            lambda m: self.unplug.append(m.safe),
+            SAFE_TO_UNPLUG,
         )
         assert self.client.wait_for_server(timeout_sec=5.0)
 
@@ -182,8 +186,7 @@ def test_goal_to_target_soc(rig: Rig) -> None:
         lambda: rig.availability and rig.availability[-1].availability_name == "available", 3.0
     )
     handle = rig.send_goal(target_soc=40.0, max_voltage=500.0, max_current=150.0)
-    assert rig.h.wait_for(rig.flags, 2.0)
-    assert rig.flags()[0][0] == 1  # Start_Charge_Authorisation
+    assert rig.h.wait_for(lambda: any(f[0] & 1 for f in rig.flags()), 2.0)  # authorised
     assert rig.h.wait_for(lambda: any(f[0] & 2 for f in rig.flags()), 2.0)  # CHAdeMO start pulse
     rig.open_session()
     assert rig.h.wait_for(lambda: rig.peer.frames("Power_Modules_Limits"), 2.0)
@@ -205,6 +208,48 @@ def test_goal_to_target_soc(rig: Rig) -> None:
     stages = [f.stage for f in rig.feedback]
     assert stages == sorted(stages) and Charge.Feedback.STAGE_CHARGING in stages
     assert rig.h.wait_for(lambda: rig.unplug and rig.unplug[-1] is True, 3.0)
+    # the goal is over: Start_Charge_Authorisation back to the default (authorisation: goal)
+    assert rig.h.wait_for(lambda: rig.flags()[-1][0] & 1 == 0, 3.0)
+
+
+def test_goal_before_the_bridge_is_up_keeps_its_authorisation(
+    harness: RosHarness, vendor_kcd: Any
+) -> None:
+    """Commands are repeated until the bridge confirms them (bring-up order does not matter)."""
+    ns = f"/t{uuid.uuid4().hex[:8]}"
+    channel = f"cs-{uuid.uuid4().hex[:8]}"
+    server = harness.add(
+        ChargeServerNode,
+        namespace=ns,
+        parameter_overrides=[Parameter("node_timeout", value=60.0)],
+    )
+    client = ActionClient(harness.node, Charge, f"{ns}/charge")
+    assert client.wait_for_server(timeout_sec=5.0)
+    future = client.send_goal_async(Charge.Goal(plug_in_timeout=0.0))
+    assert harness.wait_for(future.done, 5.0) and future.result().accepted
+    time.sleep(1.5)  # the bridge's services do not exist yet: the server retries
+    peer = BusPeer("virtual", channel, vendor_kcd)
+    bridge = harness.add(
+        CanBridgeNode,
+        namespace=ns,
+        parameter_overrides=[
+            Parameter("can_interface", value="virtual"),
+            Parameter("can_channel", value=channel),
+            Parameter("can_bitrate", value=0),
+        ],
+    )
+    try:
+        peer.heartbeat(STATES["Not_Available"])
+        assert harness.wait_for(
+            lambda: any(bytes(r.msg.data)[0] & 1 for r in peer.frames("Sequence_Control")), 5.0
+        ), "Start_Charge_Authorisation never reached the bus"
+        cancel = future.result().cancel_goal_async()
+        assert harness.wait_for(cancel.done, 3.0)
+    finally:
+        client.destroy()
+        harness.remove(server)
+        harness.remove(bridge)
+        peer.close()
 
 
 def test_second_goal_and_invalid_goal_are_refused_with_a_reason(rig: Rig) -> None:

@@ -119,7 +119,7 @@ def test_bridge_sees_the_states_and_a_new_charge_session(
             assert name in seen, seen
         firsts = [seen.index(name) for name in order]
         assert firsts == sorted(firsts), seen
-        assert all(s.alive for s in states.msgs if s.state_name != "No_Heartbeat")
+        assert all(s.alive for s in states.msgs if s.heartbeat_seen)
         assert inlet.plugged_in
         assert tests.msgs[0].test_voltage == pytest.approx(410.0)
         assert harness.wait_for(lambda: sim_states.last is not None, 3.0)

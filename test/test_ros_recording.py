@@ -21,14 +21,15 @@ rclpy = pytest.importorskip("rclpy")
 from rclpy.parameter import Parameter  # noqa: E402
 
 from evse_can_ros import msg as ros  # noqa: E402
-from evse_can_ros.ros.can_bridge_node import TOPIC_OF, CanBridgeNode  # noqa: E402
+from evse_can_ros.ros.can_bridge_node import CanBridgeNode  # noqa: E402
+from evse_can_ros.ros.interfaces import TOPIC_OF_MESSAGE  # noqa: E402
 from evse_can_ros.ros.recording import SessionRecorder, decode_to_bag  # noqa: E402
 from evse_can_ros.ros.testing import RosHarness  # noqa: E402
 from evse_can_ros.tools.bus_peer import BusPeer  # noqa: E402
 from evse_can_ros.tools.replay import replay_to_bus, select_frames  # noqa: E402
 from evse_can_ros.tools.sessionlog import read_session  # noqa: E402
 
-EVENT_TOPICS = sorted(set(TOPIC_OF.values()))
+EVENT_TOPICS = sorted({t.name for t in TOPIC_OF_MESSAGE.values()})
 
 
 def typed_stream(bag: Path, ns: str) -> list[tuple[str, float, dict[str, Any]]]:

@@ -200,6 +200,15 @@ class SimulatedConverter(ConverterBackend):
         if self.owns_inlet:
             self.inlet.contactors_closed = state in (6, 7, 8)
 
+    def follow_ev_voltage(self, voltage: float) -> None:
+        """Own inlet only: the battery sits at the voltage the controller reports for the EV.
+
+        The precharge target is the vehicle's battery voltage (spec 9.6 step 20), so standby after
+        precharge holds that voltage and the contactors close without a jump.
+        """
+        if self.owns_inlet and voltage > 0 and not self.inlet.battery_connected:
+            self.inlet.battery.set_ocv(voltage)
+
     def connect_inlet(self, inlet: VehicleInlet) -> None:
         """Share the vehicle's inlet (battery, contactors) with a vehicle simulator in-process."""
         self.inlet = inlet

@@ -67,6 +67,16 @@ class Battery:
         p = self.params
         return p.ocv_min + frac * (p.ocv_max - p.ocv_min)
 
+    def set_ocv(self, voltage: float) -> None:
+        """Set the SoC whose open-circuit voltage is ``voltage`` (clamped to the curve)."""
+        lo, hi = 0.0, 100.0
+        for _ in range(40):  # the curve is monotonic: bisection to far below 0.01 %
+            self.soc = (lo + hi) / 2.0
+            if self.ocv() < voltage:
+                lo = self.soc
+            else:
+                hi = self.soc
+
     def terminal_voltage(self, current: float) -> float:
         """Terminal voltage [V] while ``current`` [A] flows into the battery."""
         return self.ocv() + current * self.params.internal_resistance

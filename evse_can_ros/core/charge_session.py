@@ -617,7 +617,7 @@ class ChargeSession:
         return Feedback(
             self.stage,
             int(state) if state is not None else 0,
-            state.label if state is not None else "No_Heartbeat",
+            state.label if state is not None else "",
             session.communication_protocol.label if session else "",
             o.voltage if math.isfinite(o.voltage) else 0.0,
             o.current,

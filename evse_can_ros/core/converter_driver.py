@@ -23,7 +23,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from evse_can_ros.core.power_module import ControlLoop, Phase, PowerModule, PowerModuleConfig
+from evse_can_ros.core.power_module import (
+    ControlLoop,
+    FaultKind,
+    Phase,
+    PowerModule,
+    PowerModuleConfig,
+)
 from evse_can_ros.core.power_stage import (
     Capabilities,
     FollowsControllerState,
@@ -40,6 +46,7 @@ from evse_can_ros.protocol import (
     EmergencyStop,
     Permission,
     PowerModulesStatus,
+    Precharge,
 )
 from evse_can_ros.text import one_line
 
@@ -66,6 +73,7 @@ class Snapshot:
     applied: Setpoint
     system_enable: bool
     fault: str
+    fault_kind: FaultKind
     session_energy_wh: float
     measurement: Measurement | None  # the last *valid* one (None before the first)
     measurement_fresh: bool  # the last read succeeded
@@ -106,6 +114,12 @@ class ConverterDriver:
     def on_message(self, now: float, message: CanMessage) -> Report | None:
         """Take a controller command; returns a report if it was acted on at once."""
         self.module.on_message(message, now)
+        if (
+            isinstance(message, Precharge)
+            and message.maximum_current > 0
+            and isinstance(self.stage, FollowsControllerState)
+        ):
+            self.stage.follow_ev_voltage(message.target_voltage)
         if isinstance(message, ACT_NOW):
             return self.tick(now)
         return None
@@ -164,6 +178,7 @@ class ConverterDriver:
             applied=loop.applied,
             system_enable=pm.system_enable,
             fault=pm.fault,
+            fault_kind=pm.fault_kind,
             session_energy_wh=pm.session_energy_wh,
             measurement=pm.last_measurement,
             measurement_fresh=loop.measurement is not None,

@@ -131,10 +131,17 @@ class FaultInjection(Protocol):
 
 @runtime_checkable
 class FollowsControllerState(Protocol):
-    """A simulated backend that models the vehicle's contactors from the controller state."""
+    """A simulated backend that models the vehicle from what the controller reports.
+
+    Used when the vehicle simulator runs elsewhere (no shared inlet): the contactors from the
+    controller state, the battery voltage from the voltage the controller reports for the EV.
+    """
 
     def follow_controller_state(self, state: int) -> None:
         """Take the controller state (spec 8 value)."""
+
+    def follow_ev_voltage(self, voltage: float) -> None:
+        """Take the vehicle's battery voltage as the controller reports it (precharge target)."""
 
 
 @runtime_checkable

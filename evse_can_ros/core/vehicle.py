@@ -280,7 +280,6 @@ class Vehicle:
         self.end_reason = ""  # why the session ended
         self.forced_open = False  # contactors opened with the current still flowing
         self.session_energy_wh = 0.0
-        self.session_start_soc = self.battery.soc
         self.sessions = 0
         self.cv_active = False
         self.events: list[tuple[float, str]] = []
@@ -482,7 +481,6 @@ class Vehicle:
             return
         self.sessions += 1
         self.session_energy_wh = 0.0
-        self.session_start_soc = self.soc
         self.charger_max_voltage = None
         self.charger_max_current = None
         self.charger_max_power_kw = 0.0

@@ -3,11 +3,18 @@
 Threads (see README, "Performance"):
 
 * the CAN receive thread (transport) decodes each frame and publishes the typed topic directly;
+  an ``Emergency_Stop`` also goes to the converter driver of the same process at once
+  (:class:`~evse_can_ros.ros.common.LocalSafetyLink`), before the topic;
 * the transmit thread runs :meth:`BridgeCore.poll` at the core's next deadline: periodic frames,
   heartbeat supervision and the periodic ``controller_state``;
 * the executor (single-threaded) runs services, the power-status subscription and diagnostics.
 
-The protocol logic is :class:`evse_can_ros.core.bridge.BridgeCore`; this file only adapts it.
+Both threads are guarded: an exception is counted (``internal_errors`` in /diagnostics, ERROR),
+and the controller is reported lost (the converter driver switches off); a transmit loop that
+keeps failing sends nothing, so the controller's own Power_Modules_Status supervision trips.
+
+The protocol logic is :class:`evse_can_ros.core.bridge.BridgeCore`, the topic table
+:mod:`evse_can_ros.ros.interfaces`; this file only adapts them.
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState
 from std_srvs.srv import SetBool, Trigger
 
@@ -34,7 +40,6 @@ from evse_can_ros.protocol import (
     AdmCsSpccOutputs,
     CanFrame,
     ChargeSessionFinished,
-    ControllerState,
     EmergencyStop,
     PowerModulesLimits,
     ProtocolError,
@@ -43,68 +48,15 @@ from evse_can_ros.protocol import (
     pistol_filter,
 )
 from evse_can_ros.ros import conversions as conv
+from evse_can_ros.ros.common import Guard, LocalSafetyLink, NodeConfigError, start_link
+from evse_can_ros.ros.interfaces import BRIDGE, TOPIC, TOPIC_OF_MESSAGE, publications
 from evse_can_ros.ros.params import declare_config
-from evse_can_ros.transport import CanLink, LinkConfig, LinkConfigError
-
-LATCHED = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
-EVENTS = QoSProfile(
-    depth=20, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE
-)
-RAW = QoSProfile(
-    depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE
-)
-
-TOPIC_OF = {  # typed controller messages -> topic name (relative to the node namespace)
-    "New_Charge_Session": "new_charge_session",
-    "Insulation_Test": "insulation_test",
-    "Precharge": "precharge",
-    "Charging_Loop": "charging_loop",
-    "Charge_Status_Change": "charge_status_change",
-    "Emergency_Stop": "emergency_stop",
-    "Charge_Session_Finished": "charge_session_finished",
-    "ADM_CO_CUI1_Inputs": "controller_inputs",
-    "ADM_CS_SECC_Inputs": "controller_inputs",
-    "ADM_CS_SPCC_Inputs": "controller_inputs",
-    "EV_ID_CCS_Part2_DIN": "ev_id",
-    "CCS_Extra_Information": "ccs_extra_information",
-    "MCS_Extra_Information": "mcs_extra_information",
-}
-ROS_TYPE_OF_TOPIC = {
-    "new_charge_session": ros.NewChargeSession,
-    "insulation_test": ros.InsulationTest,
-    "precharge": ros.Precharge,
-    "charging_loop": ros.ChargingLoop,
-    "charge_status_change": ros.ChargeStatusChange,
-    "emergency_stop": ros.EmergencyStop,
-    "charge_session_finished": ros.ChargeSessionFinished,
-    "controller_inputs": ros.ControllerInputs,
-    "ev_id": ros.EvId,
-    "ccs_extra_information": ros.CcsExtraInformation,
-    "mcs_extra_information": ros.McsExtraInformation,
-}
-
+from evse_can_ros.text import one_line
+from evse_can_ros.transport import CanLink, LinkConfig
 
 STATE_EVENTS = ("controller_lost", "controller_alive", "state")
-
-
-class NodeConfigError(Exception):
-    """The node cannot start with its parameters (printed as one line, exit code 2)."""
-
-
-def start_link(node: Node, link: CanLink) -> None:
-    """Open and start a node's CAN link; a configuration error destroys the node.
-
-    Raises NodeConfigError (one line) for an interface python-can does not know or a bad
-    channel; a bus that exists but cannot be opened yet is retried by the link itself.
-    """
-    try:
-        link.open()
-    except LinkConfigError as exc:
-        node.destroy_node()
-        raise NodeConfigError(str(exc)) from None
-    link.start()
+TX_ERROR_BACKOFF = 0.01
+"""s: pause of the transmit loop after an exception (no busy loop on a persistent error)."""
 
 
 class CanBridgeNode(Node):
@@ -144,23 +96,25 @@ class CanBridgeNode(Node):
         self.core = BridgeCore(self.codec, self.config)
         self._frame_id = f"{self.link_config.interface}:{self.link_config.channel}"
 
-        # publishers
-        self.pub_state = self.create_publisher(ros.ControllerState, "controller_state", LATCHED)
-        self.pub_typed = {
-            topic: self.create_publisher(t, topic, EVENTS)
-            for topic, t in ROS_TYPE_OF_TOPIC.items()
+        self.guard = Guard(self, self._internal_error)
+        # publishers (the topic table in ros/interfaces.py)
+        self.pub = {
+            t.name: self.create_publisher(t.ros_type, t.name, t.qos) for t in publications(BRIDGE)
         }
-        self.pub_battery = self.create_publisher(BatteryState, "battery_state", LATCHED)
-        self.pub_limits = self.create_publisher(
-            ros.PowerModulesLimits, "power_modules_limits", LATCHED
-        )
-        self.pub_flags = self.create_publisher(ros.SequenceControl, "sequence_control", LATCHED)
-        self.pub_rx = self.create_publisher(ros.CanFrame, "can_rx", RAW)
-        self.pub_tx = self.create_publisher(ros.CanFrame, "can_tx", RAW)
+        self.pub_typed = {m: self.pub[t.name] for m, t in TOPIC_OF_MESSAGE.items()}
+        self.pub_state = self.pub["controller_state"]
+        self.pub_battery = self.pub["battery_state"]
+        self.pub_limits = self.pub["power_modules_limits"]
+        self.pub_flags = self.pub["sequence_control"]
+        self.pub_rx, self.pub_tx = self.pub["can_rx"], self.pub["can_tx"]
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # inputs
+        status_topic = "power_modules_status"
         self.create_subscription(
-            ros.PowerModulesStatus, "power_modules_status", self._on_power_status, EVENTS
+            ros.PowerModulesStatus,
+            status_topic,
+            self.guard.wrap("power status subscription", self._on_power_status),
+            TOPIC[status_topic].qos,
         )
         self.create_service(SetBool, "set_start_authorisation", self._srv_start_authorisation)
         self.create_service(SetBool, "set_ccs_authorisation", self._srv_ccs_authorisation)
@@ -190,19 +144,22 @@ class CanBridgeNode(Node):
     # --- receive thread -----------------------------------------------------------------------
 
     def _on_frame(self, frame: CanFrame, now: float) -> None:
+        self.guard("receive path", self._receive, frame, now)
+
+    def _receive(self, frame: CanFrame, now: float) -> None:
         with self._lock:
             result = self.core.on_frame(now, frame)
             events_pending = self.core.has_events
-        if self.publish_raw:
-            self.pub_rx.publish(conv.frame_to_ros(frame, self._frame_id))
         if events_pending:
             self._wake.set()
         if result.kind is RxKind.MESSAGE:
             message = result.message
             assert message is not None
-            topic = TOPIC_OF.get(message.NAME)
-            if topic is not None:
-                self.pub_typed[topic].publish(
+            if isinstance(message, EmergencyStop):  # fast path first (same process)
+                LocalSafetyLink.publish(self, "emergency_stop", message)
+            publisher = self.pub_typed.get(type(message))
+            if publisher is not None:
+                publisher.publish(
                     conv.to_ros(message, self.get_clock().now().to_msg(), self.codec)
                 )
             if isinstance(message, EmergencyStop):  # PM-49
@@ -216,6 +173,16 @@ class CanBridgeNode(Node):
             self.get_logger().warning(
                 f"{result.kind.value} frame: {result.error}", throttle_duration_sec=5.0
             )
+        if self.publish_raw:
+            self.pub_rx.publish(conv.frame_to_ros(frame, self._frame_id))
+
+    def _internal_error(self, where: str, exc: BaseException) -> None:
+        """Safe state after an exception: the controller counts as lost (driver switches off)."""
+        with self._lock:
+            self.core.internal_error(
+                time.monotonic(), where, f"{type(exc).__name__}: {one_line(exc)}"
+            )
+        self._wake.set()
 
     def _on_link(self, up: bool, reason: str) -> None:
         if not up:
@@ -229,20 +196,33 @@ class CanBridgeNode(Node):
         next_state = 0.0
         while not self._stop.is_set():
             self._wake.clear()
-            now = time.monotonic()
-            with self._lock:
-                out, events = self.core.poll(now)
-                wake_at = self.core.next_wakeup(now)
-            for outgoing in out:
-                self._send(outgoing)
-            # publish first, log after: a logger call can take tens of ms (rclpy looks up the
-            # caller's source line), which would delay the heartbeat-loss alarm
-            state_event = any(e.kind in STATE_EVENTS for e in events)
-            if state_event or now >= next_state:
-                self._publish_controller_state(now)
-                next_state = now + self.state_period
-            self._log_events(events)
-            self._wake.wait(max(0.0, min(wake_at, next_state) - time.monotonic()))
+            result = self.guard("transmit loop", self._tx_once, next_state)
+            if result is None:  # the iteration failed: tell the driver at once, then back off
+                self.guard("transmit loop", self._publish_controller_state, time.monotonic())
+                self._stop.wait(TX_ERROR_BACKOFF)
+                continue
+            next_state, wait = result
+            self._wake.wait(wait)
+
+    def _tx_once(self, next_state: float) -> tuple[float, float]:
+        """One pass of the transmit loop; returns (next controller_state time, wait)."""
+        now = time.monotonic()
+        with self._lock:
+            out, events = self.core.poll(now)
+            wake_at = self.core.next_wakeup(now)
+        for outgoing in out:
+            self._send(outgoing)
+        # publish first, log after: a logger call can take tens of ms (rclpy looks up the
+        # caller's source line), which would delay the heartbeat-loss alarm
+        lost = [e for e in events if e.kind == "controller_lost"]
+        if lost:
+            LocalSafetyLink.publish(self, "controller_lost", lost[0].text)
+        state_event = any(e.kind in STATE_EVENTS for e in events)
+        if state_event or now >= next_state:
+            self._publish_controller_state(now)
+            next_state = now + self.state_period
+        self._log_events(events)
+        return next_state, max(0.0, min(wake_at, next_state) - time.monotonic())
 
     def _send(self, outgoing: Outgoing) -> None:
         ok = self.link.send(outgoing.frame)
@@ -258,7 +238,11 @@ class CanBridgeNode(Node):
         if isinstance(message, SequenceControl):
             self.pub_flags.publish(conv.flags_to_ros(message, self.get_clock().now().to_msg()))
         elif isinstance(message, PowerModulesLimits):
-            self.pub_limits.publish(conv.limits_to_ros(message, self.get_clock().now().to_msg()))
+            self.pub_limits.publish(
+                conv.limits_to_ros(
+                    message, self.core.limits_power, self.get_clock().now().to_msg()
+                )
+            )
 
     def _log_events(self, events: list[Event]) -> bool:
         log = self.get_logger()
@@ -275,14 +259,17 @@ class CanBridgeNode(Node):
         with self._lock:
             state = self.core.controller_state
             alive = self.core.alive and self.link.up
+            reason = "" if alive else (self.core.lost_reason or self.link.last_error)
             age = self.core.heartbeat_age(now)
         msg = ros.ControllerState(
-            pistol_index=self.config.pistol_index, alive=alive, heartbeat_age=float(age)
+            pistol_index=self.config.pistol_index,
+            alive=alive,
+            heartbeat_seen=state is not None,
+            reason=reason,
+            heartbeat_age=float(age),
         )
         msg.header.stamp = self.get_clock().now().to_msg()
-        if state is None:
-            msg.state, msg.state_name = 0, "No_Heartbeat"
-        else:
+        if state is not None:
             msg.state, msg.state_name = int(state), state.label
         self.pub_state.publish(msg)
 
@@ -327,7 +314,7 @@ class CanBridgeNode(Node):
 
     def _srv_power_limits(self, req: Any, resp: Any) -> Any:
         def action(now: float) -> None:
-            self.core.set_limits(now, req.maximum_voltage, req.maximum_current)
+            self.core.set_limits(now, req.maximum_voltage, req.maximum_current, req.maximum_power)
             if req.charge_parameters_done:
                 self.core.set_charge_parameters_done(now)
 
@@ -391,11 +378,21 @@ class CanBridgeNode(Node):
         hw = f"{self._frame_id} pistol {self.config.pistol_index}"
         name = self.get_fully_qualified_name()
 
+        errors = counters["internal_errors"] + stats.handler_errors
+        if not self.link.up:
+            level, text = DiagnosticStatus.ERROR, f"down: {self.link.last_error}"
+        elif errors:
+            level, text = (
+                DiagnosticStatus.ERROR,
+                f"internal errors: {errors} ({self.guard.last_error})",
+            )
+        else:
+            level, text = DiagnosticStatus.OK, "up"
         bus = _status(
             f"{name}: CAN bus",
             hw,
-            DiagnosticStatus.OK if self.link.up else DiagnosticStatus.ERROR,
-            "up" if self.link.up else f"down: {self.link.last_error}",
+            level,
+            text,
             interface=self.link_config.interface,
             channel=self.link_config.channel,
             bitrate=self.link_config.bitrate,
@@ -411,6 +408,8 @@ class CanBridgeNode(Node):
             malformed_frames=counters["rx_malformed"],
             foreign_frames=counters["rx_foreign"],
             unexpected_frames=counters["rx_unexpected"],
+            padded_frames=counters["rx_padded"],
+            internal_errors=errors,
         )
         if alive:
             level, text = DiagnosticStatus.OK, f"alive, state {state.label if state else '?'}"
@@ -456,40 +455,26 @@ class CanBridgeNode(Node):
 
     def _publish_battery_state(self) -> None:
         with self._lock:
-            session, soc, ev_id = self.core.session, self.core.soc, self.core.ev_id
-            state, status = self.core.controller_state, self.core.power_status
+            v = self.core.vehicle()
         msg = BatteryState()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.present = session is not None
-        nan = math.nan
-        msg.voltage = msg.current = msg.charge = msg.capacity = msg.design_capacity = nan
-        msg.percentage = msg.temperature = nan
+        msg.present = v.present
+        msg.voltage, msg.current = v.voltage, v.current
+        msg.charge = msg.capacity = math.nan
+        msg.design_capacity = v.design_capacity_ah
+        msg.percentage, msg.temperature = v.soc_fraction, math.nan
         msg.power_supply_health = BatteryState.POWER_SUPPLY_HEALTH_UNKNOWN
         msg.power_supply_technology = BatteryState.POWER_SUPPLY_TECHNOLOGY_UNKNOWN
-        msg.power_supply_status = BatteryState.POWER_SUPPLY_STATUS_UNKNOWN
+        if not v.present:
+            msg.power_supply_status = BatteryState.POWER_SUPPLY_STATUS_UNKNOWN
+        elif v.charging:
+            msg.power_supply_status = BatteryState.POWER_SUPPLY_STATUS_CHARGING
+        else:
+            msg.power_supply_status = BatteryState.POWER_SUPPLY_STATUS_NOT_CHARGING
         msg.location = f"pistol {self.config.pistol_index}"
-        if session is not None:
-            msg.location += (
-                f" ({session.plug_and_pins.label}, {session.communication_protocol.label})"
-            )
-            msg.serial_number = ev_id.hex().upper() if ev_id else ""
-            if soc is not None:
-                msg.percentage = soc / 100.0
-            charging = state == ControllerState.CHARGING
-            if status is not None:
-                msg.voltage = float(status.present_voltage)
-                msg.current = float(status.present_current)
-                charging = charging and status.present_current > 1.0
-                if session.battery_capacity > 0 and status.present_voltage > 1.0:
-                    # estimate: kWh at the present voltage (the protocol gives no Ah figure)
-                    msg.design_capacity = (
-                        session.battery_capacity * 1000.0 / status.present_voltage
-                    )
-            msg.power_supply_status = (
-                BatteryState.POWER_SUPPLY_STATUS_CHARGING
-                if charging
-                else BatteryState.POWER_SUPPLY_STATUS_NOT_CHARGING
-            )
+        if v.present:
+            msg.location += f" ({v.plug}, {v.protocol})"
+        msg.serial_number = v.ev_id
         self.pub_battery.publish(msg)
 
     # --- shutdown -----------------------------------------------------------------------------

@@ -20,13 +20,18 @@ import rclpy
 from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from sensor_msgs.msg import BatteryState
-from std_msgs.msg import Bool
 
-from evse_can_ros import msg as ros
 from evse_can_ros.action import Charge
-from evse_can_ros.ros.can_bridge_node import EVENTS, LATCHED
 from evse_can_ros.ros.dds import new_context
+from evse_can_ros.ros.interfaces import TOPIC
+
+STATUS_TOPICS = (
+    "controller_state",
+    "charger_availability",
+    "safe_to_unplug",
+    "battery_state",
+    "converter_status",
+)
 
 ERROR_NAMES = {
     v: k
@@ -215,14 +220,9 @@ def run_status(namespace: str, watch: bool, wait: float = 2.0, out: TextIO = sys
     def keep(key: str) -> Callable[[Any], None]:
         return lambda m: seen.__setitem__(key, m)
 
-    for key, msg_type, qos in (
-        ("controller_state", ros.ControllerState, LATCHED),
-        ("charger_availability", ros.ChargerAvailability, LATCHED),
-        ("safe_to_unplug", Bool, LATCHED),
-        ("battery_state", BatteryState, LATCHED),
-        ("converter_status", ros.ConverterStatus, EVENTS),
-    ):
-        node.create_subscription(msg_type, _join(namespace, key), keep(key), qos)
+    for key in STATUS_TOPICS:
+        topic = TOPIC[key]
+        node.create_subscription(topic.ros_type, _join(namespace, key), keep(key), topic.qos)
     try:
         deadline = time.monotonic() + wait
         while watch or time.monotonic() < deadline:
@@ -250,8 +250,9 @@ def format_status(namespace: str, seen: dict[str, Any]) -> str:
     if cs is None:
         lines.append("  controller:     no controller_state (is the bridge running?)")
     else:
+        health = "alive" if cs.alive else f"LOST: {cs.reason}" if cs.reason else "LOST"
         lines.append(
-            f"  controller:     {cs.state_name} ({'alive' if cs.alive else 'LOST'}, "
+            f"  controller:     {cs.state_name or 'no heartbeat yet'} ({health}, "
             f"heartbeat {cs.heartbeat_age * 1000:.0f} ms ago)"
         )
     av = seen.get("charger_availability")
@@ -262,7 +263,7 @@ def format_status(namespace: str, seen: dict[str, Any]) -> str:
         )
     su = seen.get("safe_to_unplug")
     if su is not None:
-        lines.append(f"  safe to unplug: {'yes' if su.data else 'no'}")
+        lines.append(f"  safe to unplug: {'yes' if su.safe else 'no'} ({su.reason})")
     cv = seen.get("converter_status")
     if cv is not None:
         lines.append(

@@ -1,13 +1,16 @@
 """``charge_server``: the Charge action (one goal = one charge) and the depot's latched topics.
 
-Runs in the bridge's namespace. The logic is
-:class:`evse_can_ros.core.charge_session.ChargeSession`; this node feeds it from the bridge and
-converter topics, turns its commands into the bridge's service calls, and publishes feedback,
+Runs in the bridge's namespace. The decisions are :class:`evse_can_ros.core.charge_server.
+ChargeServer` (goals, sessions without a goal, authorisation, command delivery with retries,
+availability, safe-to-unplug); this node feeds it the bridge's and the converter driver's topics
+(:mod:`evse_can_ros.ros.interfaces`), calls its ``step`` every 100 ms, turns its commands into
+the bridge's service calls (reporting each outcome back) and publishes feedback, results,
 ``charger_availability`` and ``safe_to_unplug``.
 
-Goal policy: one active goal per pistol. A goal with invalid values, or a second goal while one
-is running, is accepted and aborted at once with ``INVALID_GOAL`` / ``BUSY`` and a one-line
-``error_msg``. ROS goal rejection carries no reason, and clients need to know why.
+Goal policy: one active goal per pistol. A goal with invalid values, a second goal while one is
+running, or any goal while charging is disabled (``authorisation: never``) is accepted and
+aborted at once with ``INVALID_GOAL`` / ``BUSY`` / ``NOT_AUTHORISED`` and a one-line
+``error_msg``: ROS goal rejection carries no reason, and clients need to know why.
 """
 
 from __future__ import annotations
@@ -22,17 +25,16 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.node import Node
 from rclpy.task import Future
-from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
 from evse_can_ros import msg as ros
 from evse_can_ros import srv
 from evse_can_ros.action import Charge
 from evse_can_ros.config import ConfigError
+from evse_can_ros.core.charge_server import ChargeServer, DepotState
 from evse_can_ros.core.charge_session import (
-    ChargeSession,
     Command,
-    ErrorCode,
+    Feedback,
     PressChademoStart,
     PressUserStop,
     Result,
@@ -40,19 +42,17 @@ from evse_can_ros.core.charge_session import (
     SetCcsAuthorisation,
     SetLimits,
     SetStartAuthorisation,
-    availability,
-    safe_to_unplug,
-    validate_goal,
 )
-from evse_can_ros.protocol import (
-    ChargeSessionFinished,
-    ChargingLoop,
-    ControllerState,
-    EmergencyStop,
-    NewChargeSession,
-)
+from evse_can_ros.core.power_module import FaultKind
+from evse_can_ros.protocol import ControllerState
 from evse_can_ros.ros import conversions as conv
-from evse_can_ros.ros.can_bridge_node import EVENTS, LATCHED, NodeConfigError
+from evse_can_ros.ros.common import Guard, NodeConfigError
+from evse_can_ros.ros.interfaces import (
+    SAFE_TO_UNPLUG_PERIOD,
+    SERVER,
+    publications,
+    subscriptions,
+)
 from evse_can_ros.ros.params import declare_config
 
 GOAL_FIELDS = (
@@ -67,6 +67,7 @@ GOAL_FIELDS = (
     "accept_ccs_authorisation",
     "press_chademo_start",
 )
+STEP_PERIOD = 0.1
 
 
 class ChargeServerNode(Node):
@@ -75,61 +76,44 @@ class ChargeServerNode(Node):
     def __init__(self, node_name: str = "charge_server", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         try:
-            self.config = declare_config(self, SessionConfig)
+            config = declare_config(self, SessionConfig)
             self.pistol_index = int(self.declare_parameter("pistol_index", 1).value)
         except ConfigError as exc:
             raise NodeConfigError(str(exc)) from None
         self._lock = threading.Lock()
-        self._session: ChargeSession | None = None
-        self._goal_id = ""
+        self.server = ChargeServer(config, self.pistol_index)
         self._done: Future | None = None
         self._handle: ServerGoalHandle | None = None
-        self._state: ControllerState | None = None
-        self._alive = False
-        self._voltage = math.nan
-        self._fault = ""
-        self._emergency = False
-        self._published: tuple[Any, ...] = ()
-        self._last_feedback = 0.0
-        self._feedback_stage: Any = None
+        self._unplug_sent = -math.inf
 
-        self.pub_availability = self.create_publisher(
-            ros.ChargerAvailability, "charger_availability", LATCHED
-        )
-        self.pub_unplug = self.create_publisher(Bool, "safe_to_unplug", LATCHED)
-        self.create_subscription(ros.ControllerState, "controller_state", self._on_state, LATCHED)
-        self.create_subscription(
-            ros.NewChargeSession,
-            "new_charge_session",
-            lambda m: self._on_message(m, NewChargeSession),
-            EVENTS,
-        )
-        self.create_subscription(
-            ros.ChargingLoop, "charging_loop", lambda m: self._on_message(m, ChargingLoop), EVENTS
-        )
-        self.create_subscription(
-            ros.EmergencyStop,
-            "emergency_stop",
-            lambda m: self._on_message(m, EmergencyStop),
-            EVENTS,
-        )
-        self.create_subscription(
-            ros.ChargeSessionFinished,
-            "charge_session_finished",
-            lambda m: self._on_message(m, ChargeSessionFinished),
-            EVENTS,
-        )
-        self.create_subscription(
-            ros.PowerModulesStatus, "power_modules_status", self._on_power, EVENTS
-        )
-        self.create_subscription(
-            ros.ConverterStatus, "converter_status", self._on_converter, EVENTS
-        )
-        self.cli_start = self.create_client(SetBool, "set_start_authorisation")
-        self.cli_ccs = self.create_client(SetBool, "set_ccs_authorisation")
-        self.cli_limits = self.create_client(srv.SetPowerLimits, "set_power_limits")
-        self.cli_stop = self.create_client(Trigger, "press_user_stop")
-        self.cli_chademo = self.create_client(Trigger, "press_chademo_start")
+        self.guard = Guard(self, lambda where, exc: None)  # not a safety path: count and log
+        pubs = {
+            t.name: self.create_publisher(t.ros_type, t.name, t.qos) for t in publications(SERVER)
+        }
+        self.pub_availability = pubs["charger_availability"]
+        self.pub_unplug = pubs["safe_to_unplug"]
+        handlers = {
+            "controller_state": self._on_state,
+            "sequence_control": self._on_flags,
+            "power_modules_status": self._on_power,
+            "converter_status": self._on_converter,
+        }
+        for topic in subscriptions(SERVER):
+            if topic.messages:
+                cls = topic.messages[0]
+                callback = lambda m, cls=cls: self._on_message(m, cls)  # noqa: E731
+            else:
+                callback = handlers[topic.name]
+            self.create_subscription(
+                topic.ros_type, topic.name, self.guard.wrap(topic.name, callback), topic.qos
+            )
+        self.clients_of: dict[type, Any] = {
+            SetStartAuthorisation: self.create_client(SetBool, "set_start_authorisation"),
+            SetCcsAuthorisation: self.create_client(SetBool, "set_ccs_authorisation"),
+            SetLimits: self.create_client(srv.SetPowerLimits, "set_power_limits"),
+            PressUserStop: self.create_client(Trigger, "press_user_stop"),
+            PressChademoStart: self.create_client(Trigger, "press_chademo_start"),
+        }
         self.action = ActionServer(
             self,
             Charge,
@@ -138,83 +122,60 @@ class ChargeServerNode(Node):
             goal_callback=lambda _: GoalResponse.ACCEPT,
             cancel_callback=self._on_cancel,
         )
-        self.create_timer(0.1, self._step)
-        self._publish_depot_state(force=True)
+        self.create_timer(STEP_PERIOD, self.guard.wrap("step", self._step))
+        self._publish_depot(self.server.depot(), force=True)
 
     # --- inputs -------------------------------------------------------------------------------
 
     def _on_state(self, m: ros.ControllerState) -> None:
-        now = time.monotonic()
-        state = ControllerState(m.state) if m.state_name != "No_Heartbeat" else None
+        state = ControllerState(m.state) if m.heartbeat_seen else None
         with self._lock:
-            self._state, self._alive = state, bool(m.alive)
-            if state in (ControllerState.WAITING_FOR_PEV, ControllerState.NOT_AVAILABLE):
-                self._emergency = False
-            if self._session is not None:
-                self._session.on_controller(now, state, bool(m.alive))
+            self.server.on_controller(time.monotonic(), state, bool(m.alive), m.reason)
 
     def _on_message(self, m: Any, cls: Any) -> None:
         message = conv.from_ros(m, cls)
         with self._lock:
-            if isinstance(message, EmergencyStop):
-                self._emergency = True
-            if self._session is not None:
-                self._session.on_message(time.monotonic(), message)
+            self.server.on_message(time.monotonic(), message)
+
+    def _on_flags(self, m: ros.SequenceControl) -> None:
+        with self._lock:
+            self.server.on_flags(bool(m.start_charge_authorisation))
 
     def _on_power(self, m: ros.PowerModulesStatus) -> None:
         with self._lock:
-            self._voltage = float(m.present_voltage)
-            if self._session is not None:
-                self._session.on_power(
-                    time.monotonic(),
-                    float(m.present_voltage),
-                    float(m.present_current),
-                    self._fault,
-                )
+            self.server.on_power(
+                time.monotonic(), float(m.present_voltage), float(m.present_current)
+            )
 
     def _on_converter(self, m: ros.ConverterStatus) -> None:
+        try:
+            kind = FaultKind(m.fault_kind or "none")
+        except ValueError:
+            kind = FaultKind.CONVERTER  # an unknown kind from a newer driver: the power side's
         with self._lock:
-            self._fault = m.fault
+            self.server.on_converter_fault(time.monotonic(), kind, m.fault)
 
     # --- goals --------------------------------------------------------------------------------
 
     async def _execute(self, goal_handle: ServerGoalHandle) -> Charge.Result:
         g = goal_handle.request
         gid = uuid.UUID(bytes=bytes(goal_handle.goal_id.uuid)).hex[:8]
-        try:
-            goal = validate_goal(**{f: getattr(g, f) for f in GOAL_FIELDS})
-        except ConfigError as exc:
-            self.get_logger().warning(f"goal {gid} refused: {exc}")
-            return self._abort(goal_handle, ErrorCode.INVALID_GOAL, f"invalid goal: {exc}")
+        values = {f: getattr(g, f) for f in GOAL_FIELDS}
         with self._lock:
-            if self._session is not None:
-                text = (
-                    f"pistol {self.pistol_index} is busy with goal {self._goal_id} "
-                    f"(stage {self._session.stage.name.lower()}); one goal per pistol"
-                )
-                self.get_logger().warning(f"goal {gid} refused: {text}")
-                return self._abort(goal_handle, ErrorCode.BUSY, text)
-            self._session = ChargeSession(goal, time.monotonic(), self.config)
-            self._goal_id = gid
-            self._handle = goal_handle
-            self._done = Future()
-            done = self._done
-            self._session.on_controller(time.monotonic(), self._state, self._alive)
-        self.get_logger().info(f"goal {gid} accepted: {goal}")
+            decision = self.server.submit_goal(time.monotonic(), gid, values)
+            if decision.accepted:
+                self._handle = goal_handle
+                self._done = Future()
+                done = self._done
+        if not decision.accepted:
+            assert decision.result is not None
+            self.get_logger().warning(f"goal {gid} refused: {decision.result.error_msg}")
+            goal_handle.abort()
+            return _result_msg(decision.result)
+        self.get_logger().info(f"goal {gid} accepted: {values}")
         result: Result = await done
         with self._lock:
-            self._session, self._done, self._handle = None, None, None
-        msg = Charge.Result(
-            error_code=int(result.error_code),
-            error_msg=result.error_msg,
-            outcome=int(result.outcome),
-            energy_delivered=result.energy_delivered,
-            duration=result.duration,
-            initial_soc=result.initial_soc,
-            final_soc=result.final_soc,
-            session_end_state=result.session_end_state,
-            safe_to_unplug=result.safe_to_unplug,
-        )
+            self._done, self._handle = None, None
         if goal_handle.is_cancel_requested and result.error_code.name == "CANCELLED":
             goal_handle.canceled()
         elif result.error_code == 0:
@@ -225,25 +186,12 @@ class ChargeServerNode(Node):
             f"goal {gid} finished: {result.error_code.name} "
             f"{result.error_msg} ({result.energy_delivered:.0f} Wh)"
         )
-        return msg
-
-    @staticmethod
-    def _abort(goal_handle: ServerGoalHandle, code: ErrorCode, text: str) -> Charge.Result:
-        goal_handle.abort()
-        return Charge.Result(
-            error_code=int(code),
-            error_msg=text,
-            outcome=Charge.Result.OUTCOME_FAILED,
-            initial_soc=math.nan,
-            final_soc=math.nan,
-            session_end_state=Charge.Result.SESSION_END_NONE,
-        )
+        return _result_msg(result)
 
     def _on_cancel(self, goal_handle: ServerGoalHandle) -> CancelResponse:
         with self._lock:
-            if self._session is None:
+            if not self.server.cancel(time.monotonic()):
                 return CancelResponse.REJECT
-            self._session.cancel(time.monotonic())
         self.get_logger().info("cancel requested: pressing User_Stop_Button")
         return CancelResponse.ACCEPT
 
@@ -251,101 +199,105 @@ class ChargeServerNode(Node):
 
     def _step(self) -> None:
         now = time.monotonic()
-        feedback = None
         with self._lock:
-            session = self._session
-            commands: list[Command] = session.step(now) if session is not None else []
-            # 2 Hz, and at once on every stage change (short stages such as precharge too)
-            if session is not None and (
-                now - self._last_feedback >= 0.5 or session.stage != self._feedback_stage
-            ):
-                self._last_feedback = now
-                self._feedback_stage = session.stage
-                feedback = session.feedback(now)
-            if (
-                session is not None
-                and session.result is not None
-                and self._done is not None
-                and not self._done.done()
-            ):
-                self._done.set_result(session.result)
-        for command in commands:
-            self._send(command)
-        handle = self._handle
-        if feedback is not None and handle is not None and handle.is_active:
-            fb = Charge.Feedback(
-                stage=int(feedback.stage),
-                stage_name=feedback.stage.name.lower(),
-                controller_state=feedback.controller_state,
-                controller_state_name=feedback.controller_state_name,
-                protocol=feedback.protocol,
-                present_voltage=feedback.present_voltage,
-                present_current=feedback.present_current,
-                present_power=feedback.present_power,
-                energy_delivered=feedback.energy_delivered,
-                soc=feedback.soc,
-                ev_maximum_voltage=feedback.ev_maximum_voltage,
-                ev_maximum_current=feedback.ev_maximum_current,
-                elapsed=feedback.elapsed,
-            )
-            handle.publish_feedback(fb)
-        self._publish_depot_state()
+            out = self.server.step(now)
+            done, handle = self._done, self._handle
+        for command in out.commands:
+            self._call(command)
+        if out.feedback is not None and handle is not None and handle.is_active:
+            handle.publish_feedback(_feedback_msg(out.feedback))
+        if out.result is not None and done is not None and not done.done():
+            done.set_result(out.result)
+        self._publish_depot(out.depot, force=out.depot_changed)
 
-    def _send(self, command: Command) -> None:
-        if isinstance(command, SetStartAuthorisation):
-            self._call(self.cli_start, SetBool.Request(data=command.allowed))
-        elif isinstance(command, SetCcsAuthorisation):
-            self._call(self.cli_ccs, SetBool.Request(data=command.valid))
-        elif isinstance(command, SetLimits):
-            self._call(
-                self.cli_limits,
-                srv.SetPowerLimits.Request(
-                    maximum_voltage=command.maximum_voltage,
-                    maximum_current=command.maximum_current,
-                    charge_parameters_done=command.charge_parameters_done,
-                ),
-            )
-        elif isinstance(command, PressUserStop):
-            self._call(self.cli_stop, Trigger.Request())
-        elif isinstance(command, PressChademoStart):
-            self._call(self.cli_chademo, Trigger.Request())
-
-    def _call(self, client: Any, request: Any) -> None:
+    def _call(self, command: Command) -> None:
+        client = self.clients_of[type(command)]
         if not client.service_is_ready():
-            self.get_logger().error(
-                f"bridge service {client.srv_name} is not available", throttle_duration_sec=5.0
-            )
+            with self._lock:
+                self.server.command_result(
+                    time.monotonic(), command, False, f"service {client.srv_name} not available"
+                )
             return
-        future = client.call_async(request)
+        future = client.call_async(_request(command))
 
         def done(f: Future) -> None:
             response = f.result()
-            if response is not None and not response.success:
-                self.get_logger().warning(f"{client.srv_name}: {response.message}")
+            ok = response is not None and bool(response.success)
+            text = response.message if response is not None else "no response"
+            with self._lock:
+                self.server.command_result(time.monotonic(), command, ok, text)
 
         future.add_done_callback(done)
 
-    def _publish_depot_state(self, force: bool = False) -> None:
-        with self._lock:
-            faulted = bool(self._fault) or self._emergency
-            avail = availability(self._state, self._alive, faulted)
-            unplug = safe_to_unplug(self._state, self._voltage, self.config.safe_voltage) and (
-                self._session is None or self._session.obs.ended_at is not None
+    def _publish_depot(self, depot: DepotState, force: bool = False) -> None:
+        stamp = self.get_clock().now().to_msg()
+        if force:
+            msg = ros.ChargerAvailability(
+                pistol_index=self.pistol_index,
+                availability=int(depot.availability),
+                availability_name=depot.availability.name.lower(),
+                goal_active=depot.goal_active,
             )
-            active = self._session is not None
-        key = (avail, unplug, active)
-        if key == self._published and not force:
-            return
-        self._published = key
-        msg = ros.ChargerAvailability(
-            pistol_index=self.pistol_index,
-            availability=int(avail),
-            availability_name=avail.name.lower(),
-            goal_active=active,
+            msg.header.stamp = stamp
+            self.pub_availability.publish(msg)
+        now = time.monotonic()
+        if force or now - self._unplug_sent >= SAFE_TO_UNPLUG_PERIOD:
+            self._unplug_sent = now
+            unplug = ros.SafeToUnplug(
+                pistol_index=self.pistol_index,
+                safe=depot.safe_to_unplug,
+                reason=depot.reason,
+                output_voltage=float(depot.output_voltage),
+            )
+            unplug.header.stamp = stamp
+            self.pub_unplug.publish(unplug)
+
+
+def _request(command: Command) -> Any:
+    if isinstance(command, SetStartAuthorisation):
+        return SetBool.Request(data=command.allowed)
+    if isinstance(command, SetCcsAuthorisation):
+        return SetBool.Request(data=command.valid)
+    if isinstance(command, SetLimits):
+        return srv.SetPowerLimits.Request(
+            maximum_voltage=command.maximum_voltage,
+            maximum_current=command.maximum_current,
+            charge_parameters_done=command.charge_parameters_done,
+            maximum_power=command.maximum_power,
         )
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.pub_availability.publish(msg)
-        self.pub_unplug.publish(Bool(data=unplug))
+    return Trigger.Request()
+
+
+def _result_msg(result: Result) -> Charge.Result:
+    return Charge.Result(
+        error_code=int(result.error_code),
+        error_msg=result.error_msg,
+        outcome=int(result.outcome),
+        energy_delivered=result.energy_delivered,
+        duration=result.duration,
+        initial_soc=result.initial_soc,
+        final_soc=result.final_soc,
+        session_end_state=result.session_end_state,
+        safe_to_unplug=result.safe_to_unplug,
+    )
+
+
+def _feedback_msg(f: Feedback) -> Charge.Feedback:
+    return Charge.Feedback(
+        stage=int(f.stage),
+        stage_name=f.stage.name.lower(),
+        controller_state=f.controller_state,
+        controller_state_name=f.controller_state_name,
+        protocol=f.protocol,
+        present_voltage=f.present_voltage,
+        present_current=f.present_current,
+        present_power=f.present_power,
+        energy_delivered=f.energy_delivered,
+        soc=f.soc,
+        ev_maximum_voltage=f.ev_maximum_voltage,
+        ev_maximum_current=f.ev_maximum_current,
+        elapsed=f.elapsed,
+    )
 
 
 def main(args: list[str] | None = None) -> int:

@@ -5,8 +5,14 @@ with the same parameters as separate processes.
 
 Executor: one ``SingleThreadedExecutor`` for every node. The MultiThreadedExecutor of the rclpy
 wheels used here busy-spins and drops messages (see docs/performance.md); the time-critical paths
-do not need it anyway (the bridge receives and publishes on its CAN thread, the simulator and the
-converter driver step on their own timers).
+do not need it anyway (the bridge receives and publishes on its CAN thread and hands an
+emergency stop to the converter driver directly, the simulator steps on its own thread).
+
+Safety on the way out and on errors: :meth:`Charger.destroy` first commands every converter
+output off, then destroys the nodes one by one; an exception in one node's destroy never skips
+the others. An exception that escapes a callback into the executor switches every output off
+(latched) and is counted; the executor goes on. If the executor hangs, each backend's output
+watchdog thread switches its output off within ``setpoint_timeout``.
 
 With ``sim``, each pistol's simulated converter and simulated vehicle share one
 :class:`~evse_can_ros.core.battery.VehicleInlet` (the battery is counted once).
@@ -15,8 +21,10 @@ With ``sim``, each pistol's simulated converter and simulated vehicle share one
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import io
+import logging
 import signal
 import sys
 import threading
@@ -33,7 +41,11 @@ from rclpy.parameter import Parameter
 from evse_can_ros.config import ConfigError
 from evse_can_ros.core.battery import VehicleInlet
 from evse_can_ros.nodeset import ChargerOptions, NodeSpec, node_set, pistol_namespace
-from evse_can_ros.ros.dds import new_context
+from evse_can_ros.ros.common import forward_core_logs, stop_core_log_forwarding
+from evse_can_ros.ros.converter_driver_node import ConverterDriverNode
+from evse_can_ros.ros.dds import describe_dds, new_context
+
+log = logging.getLogger(__name__)
 
 SHARED_INLET = ("converter_driver", "controller_simulator")
 
@@ -66,6 +78,7 @@ class Charger:
         self.executor = SingleThreadedExecutor(context=context)
         self.nodes: list[Node] = []
         self.inlets: dict[int, VehicleInlet] = {}
+        self.executor_errors = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         try:
@@ -102,17 +115,37 @@ class Charger:
         return thread
 
     def _spin(self) -> None:
-        try:
-            while self.context.ok() and not self._stop.is_set():
+        while self.context.ok() and not self._stop.is_set():
+            try:
                 self.executor.spin_once(timeout_sec=0.1)
-        except (ExternalShutdownException, KeyboardInterrupt):
-            pass
-        except Exception:
-            if self.context.ok():
-                raise
+            except (ExternalShutdownException, KeyboardInterrupt):
+                return
+            except Exception as exc:
+                if not self.context.ok():
+                    return
+                self.executor_errors += 1
+                log.exception("callback failed in the executor: every output off (latched)")
+                self.fail_safe(exc)
+
+    def drivers(self) -> list[ConverterDriverNode]:
+        """Return the converter driver nodes."""
+        return [n for n in self.nodes if isinstance(n, ConverterDriverNode)]
+
+    def fail_safe(self, exc: BaseException) -> None:
+        """Latch every converter output off after an unguarded error (never raises)."""
+        for node in self.drivers():
+            try:
+                node.fail_safe("executor", exc)
+            except Exception:
+                log.exception("fail-safe of %s failed", node.get_name())
 
     def destroy(self) -> None:
-        """Destroy every node (the converter driver turns the output off) in reverse order."""
+        """Every converter output off first, then every node destroyed (errors never skip any)."""
+        for node in self.drivers():
+            try:
+                node.output_off("shutdown")
+            except Exception:
+                log.exception("output off failed for %s", node.get_name())
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
@@ -120,7 +153,10 @@ class Charger:
         for node in reversed(self.nodes):
             with contextlib.suppress(Exception):  # tearing down anyway
                 self.executor.remove_node(node)
-            node.destroy_node()
+            try:
+                node.destroy_node()
+            except Exception:
+                log.exception("destroying %s failed", node.get_name())
         self.nodes.clear()
 
 
@@ -136,8 +172,12 @@ def run_charger(options: ChargerOptions) -> int:
     previous = signal.signal(signal.SIGTERM, lambda *_: context.try_shutdown())
     try:
         charger = Charger(options, context)
+        forward_core_logs(rclpy.logging.get_logger("evse_can_ros"))
         names = ", ".join(f"{n.get_namespace()}/{n.get_name()}" for n in charger.nodes)
         print(f"charger running ({len(charger.nodes)} nodes: {names}); Ctrl-C to stop", flush=True)
+        print(describe_dds(), flush=True)
+        gc.collect()
+        gc.freeze()  # start-up objects never scanned again: short collections under load
         charger._spin()
     except KeyboardInterrupt:
         pass
@@ -145,6 +185,7 @@ def run_charger(options: ChargerOptions) -> int:
         signal.signal(signal.SIGTERM, previous)
         if charger is not None:
             charger.destroy()
+        stop_core_log_forwarding()
         rclpy.try_shutdown(context=context)
     return 0
 
@@ -161,8 +202,11 @@ def run_sim(options: ChargerOptions, goal: dict[str, Any], out: TextIO = sys.std
     context = init_context(options)
     charger: Charger | None = None
     started = time.monotonic()
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         charger = Charger(options, context)
+        gc.collect()
+        gc.freeze()
         charger.spin_in_thread()
         out.write(
             f"simulated charger up in {time.monotonic() - started:.1f} s: "
@@ -190,7 +234,13 @@ def run_sim(options: ChargerOptions, goal: dict[str, Any], out: TextIO = sys.std
             out.write(f"--- {ns}\n{text}\n")
         return max(code for code, _ in results.values()) if results else 1
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if charger is not None:
             charger.destroy()
         rclpy.try_shutdown(context=context)
         out.write(f"done in {time.monotonic() - started:.1f} s\n")
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM ends ``sim`` like Ctrl-C: the charge is cancelled, every output commanded off."""
+    raise KeyboardInterrupt

@@ -33,7 +33,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -49,13 +48,11 @@ from evse_can_ros.protocol import (
     load_codec,
     pistol_filter,
 )
-from evse_can_ros.ros.can_bridge_node import NodeConfigError, start_link
+from evse_can_ros.ros.common import NodeConfigError, start_link
+from evse_can_ros.ros.interfaces import LATCHED
 from evse_can_ros.ros.params import declare_config
 from evse_can_ros.transport import CanLink, LinkConfig
 
-LATCHED = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 STEP_PERIOD = 0.01
 """s: emulator step (the controller's cyclic messages are 100 ms)."""
 PUBLISH_PERIOD = 1.0
@@ -196,6 +193,7 @@ class ControllerSimulatorNode(Node):
         snap = self.snapshot()
         msg = ros.ControllerState(
             pistol_index=self.config.pistol_index,
+            heartbeat_seen=True,
             alive=not snap["silent"],
             heartbeat_age=0.0,
         )

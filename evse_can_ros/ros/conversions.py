@@ -21,34 +21,20 @@ from evse_can_ros.protocol import (
     AdmCsSpccInputs,
     CanFrame,
     CanMessage,
-    CcsExtraInformation,
-    ChargeSessionFinished,
-    ChargeStatusChange,
-    ChargingLoop,
     Codec,
-    EmergencyStop,
     EvIdCcsPart2Din,
-    InsulationTest,
     LabelEnum,
-    McsExtraInformation,
-    NewChargeSession,
     Permission,
     PowerModulesLimits,
     PowerModulesStatus,
-    Precharge,
     SequenceControl,
 )
+from evse_can_ros.ros.interfaces import TOPIC_OF_MESSAGE
 
 GENERIC: dict[type[CanMessage], Any] = {
-    NewChargeSession: ros.NewChargeSession,
-    InsulationTest: ros.InsulationTest,
-    Precharge: ros.Precharge,
-    ChargingLoop: ros.ChargingLoop,
-    ChargeStatusChange: ros.ChargeStatusChange,
-    EmergencyStop: ros.EmergencyStop,
-    ChargeSessionFinished: ros.ChargeSessionFinished,
-    CcsExtraInformation: ros.CcsExtraInformation,
-    McsExtraInformation: ros.McsExtraInformation,
+    cls: topic.ros_type
+    for cls, topic in TOPIC_OF_MESSAGE.items()
+    if cls not in (AdmCoCui1Inputs, AdmCsSeccInputs, AdmCsSpccInputs, EvIdCcsPart2Din)
 }
 """Controller messages converted field by field."""
 
@@ -82,17 +68,8 @@ def stamp_from_seconds(seconds: float) -> Time:
     return Time(sec=int(sec), nanosec=min(round((seconds - sec) * 1e9), 999_999_999))
 
 
-def has_ros_type(message: CanMessage) -> bool:
-    """Return True if ``message`` is published as a typed ROS message (see :func:`to_ros`)."""
-    return (
-        type(message) in GENERIC
-        or type(message) in _INPUT_BOARDS
-        or isinstance(message, EvIdCcsPart2Din)
-    )
-
-
 def to_ros(message: CanMessage, stamp: Time, codec: Codec | None = None) -> Any:
-    """Return the ROS message for a controller-sent protocol message (``has_ros_type``)."""
+    """Return the ROS message for a controller-sent protocol message (interfaces.TOPICS)."""
     cls = type(message)
     ros_type = GENERIC.get(cls)
     if ros_type is not None:
@@ -170,10 +147,14 @@ def power_status_to_ros(status: PowerModulesStatus, stamp: Time) -> ros.PowerMod
     return out
 
 
-def limits_to_ros(limits: PowerModulesLimits, stamp: Time) -> ros.PowerModulesLimits:
-    """ROS message of the limits sent."""
+def limits_to_ros(
+    limits: PowerModulesLimits, maximum_power: float, stamp: Time
+) -> ros.PowerModulesLimits:
+    """ROS message of the limits sent (and the local power limit, which has no CAN signal)."""
     out = ros.PowerModulesLimits(
-        maximum_voltage=limits.maximum_voltage, maximum_current=limits.maximum_current
+        maximum_voltage=limits.maximum_voltage,
+        maximum_current=limits.maximum_current,
+        maximum_power=float(maximum_power),
     )
     out.header.stamp = stamp
     return out
@@ -200,17 +181,3 @@ def frame_to_ros(frame: CanFrame, frame_id: str, stamp: Time | None = None) -> r
     out.header.stamp = stamp if stamp is not None else stamp_from_seconds(frame.timestamp)
     out.header.frame_id = frame_id
     return out
-
-
-def frame_from_ros(m: ros.CanFrame) -> CanFrame:
-    """Protocol frame of a can_msgs/Frame-compatible message."""
-    dlc = min(int(m.dlc), 8)
-    stamp = m.header.stamp.sec + m.header.stamp.nanosec * 1e-9
-    return CanFrame(
-        int(m.id),
-        bytes(m.data[:dlc]),
-        stamp,
-        bool(m.is_extended),
-        bool(m.is_rtr),
-        bool(m.is_error),
-    )

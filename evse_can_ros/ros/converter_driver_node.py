@@ -1,29 +1,32 @@
 """``converter_driver``: the power modules, driven through the charge sequence (lifecycle node).
 
-Thin adapter around :class:`evse_can_ros.core.power_module.PowerModule` (the sequencing logic)
+Thin adapter around :class:`evse_can_ros.core.converter_driver.ConverterDriver` (the decisions)
 and a converter backend from :mod:`evse_can_ros.converter` (``converter_backend`` parameter):
 
 * configure: create and open the backend (an unknown backend name fails the transition with a
-  one-line error listing the available backends);
+  one-line error listing the available backends); the backend's output watchdog thread starts;
 * activate: start the control timer (``control_period``), the ``power_modules_status`` timer
-  (``status_period``, for the bridge), ``converter_status`` (10 Hz) and ``/diagnostics`` (1 Hz);
-* deactivate / cleanup / shutdown / destroy: output off (cleanup and shutdown also close the
-  backend).
+  (``status_period``, for the bridge), ``converter_status`` and ``/diagnostics`` (1 Hz);
+* deactivate / cleanup / shutdown / error / destroy: output off (cleanup and shutdown also close
+  the backend).
 
 With ``auto_activate`` (default) the node configures and activates itself at construction; a
-failure raises :class:`NodeConfigError`.
+failure raises :class:`NodeConfigError`. A launch file that manages the lifecycle starts it with
+``auto_activate: false``.
 
-Safety inputs, each switching the output off at once (in the subscription callback, not at the
-next timer tick): ``emergency_stop``; ``controller_state`` with ``alive = false`` (heartbeat lost,
-bus-off); and, checked every control period, no controller message at all for ``link_timeout``
-(bridge dead or hung). The output then stays off until a new session.
-
-All callbacks run in the executor (a SingleThreadedExecutor shared with other nodes is fine); a
-lock also guards the state machine against calls from other threads (tests, fault injection).
+Safety inputs, each switching the output off at once (not at the next timer tick):
+``emergency_stop`` (in the same process: on the bridge's receive thread through
+:class:`~evse_can_ros.ros.common.LocalSafetyLink`, before the topic arrives); ``controller_state``
+with ``alive = false`` (heartbeat lost, bus-off, bridge error); and, every control period, no
+controller message at all for ``link_timeout`` (bridge dead or hung). Every callback on these
+paths is guarded: an exception latches the output off and reports System_Enable = 0. If the
+executor itself stops, the backend's output watchdog thread switches the output off within
+``setpoint_timeout``.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -38,41 +41,22 @@ from evse_can_ros import msg as ros
 from evse_can_ros.config import ConfigError, describe, param
 from evse_can_ros.converter import (
     BackendLoadError,
-    ConverterBackend,
     ConverterError,
+    FaultInjection,
     SharesVehicleInlet,
     UnknownBackendError,
     backend_class,
     create_backend,
 )
+from evse_can_ros.converter.base import ConverterBackend
 from evse_can_ros.core.battery import VehicleInlet
-from evse_can_ros.core.power_module import ControlLoop, PowerModule, PowerModuleConfig
-from evse_can_ros.protocol import (
-    AdvanticsControllerStatus,
-    CanMessage,
-    ChargeSessionFinished,
-    ChargeStatusChange,
-    ChargingLoop,
-    ControllerState,
-    EmergencyStop,
-    InsulationTest,
-    NewChargeSession,
-    Precharge,
-)
+from evse_can_ros.core.converter_driver import ConverterDriver, Report
+from evse_can_ros.core.power_module import PowerModuleConfig
+from evse_can_ros.protocol import CanMessage, ControllerState, EmergencyStop
 from evse_can_ros.ros import conversions as conv
-from evse_can_ros.ros.can_bridge_node import EVENTS, LATCHED, NodeConfigError
+from evse_can_ros.ros.common import Guard, LocalSafetyLink, NodeConfigError
+from evse_can_ros.ros.interfaces import DRIVER, publications, subscriptions
 from evse_can_ros.ros.params import declare_config
-
-COMMAND_TOPICS: dict[str, tuple[Any, type[CanMessage]]] = {
-    "new_charge_session": (ros.NewChargeSession, NewChargeSession),
-    "insulation_test": (ros.InsulationTest, InsulationTest),
-    "precharge": (ros.Precharge, Precharge),
-    "charging_loop": (ros.ChargingLoop, ChargingLoop),
-    "charge_status_change": (ros.ChargeStatusChange, ChargeStatusChange),
-    "emergency_stop": (ros.EmergencyStop, EmergencyStop),
-    "charge_session_finished": (ros.ChargeSessionFinished, ChargeSessionFinished),
-}
-"""Bridge topics the driver consumes (relative names) -> (ROS type, protocol type)."""
 
 
 @dataclass(frozen=True)
@@ -95,11 +79,11 @@ class DriverConfig:
         0.1, "converter_status period", unit="s", min=0.02, max=1.0
     )
     setpoint_timeout: float = param(
-        0.5,
-        "backend watchdog: output off if no setpoint for this long",
+        0.25,
+        "output watchdog (own thread): output off if no setpoint for this long",
         unit="s",
         min=0.05,
-        max=5.0,
+        max=1.0,
     )
 
 
@@ -114,16 +98,14 @@ class ConverterDriverNode(LifecycleNode):
         **kwargs: Any,
     ) -> None:
         super().__init__(node_name, **kwargs)
-        self._inlet = inlet
+        self._inlet = inlet  # simulation in one process: share the vehicle's battery
         self._lock = threading.RLock()
         self.backend: ConverterBackend | None = None
-        self.module: PowerModule | None = None
-        self.loop: ControlLoop | None = None
-        self._extra_reports = 0
+        self.core: ConverterDriver | None = None
         self.last_error = ""
         self._timers: list[Any] = []
         self._active = False
-        self._heartbeat_seen = False
+        self.guard = Guard(self, self._internal_error)
         try:
             self.config = declare_config(self, DriverConfig)
             self.pm_config = declare_config(self, PowerModuleConfig)
@@ -135,29 +117,36 @@ class ConverterDriverNode(LifecycleNode):
             raise NodeConfigError(str(exc)) from None
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self.pub_power = self.create_publisher(
-            ros.PowerModulesStatus, "power_modules_status", EVENTS
-        )
-        self.pub_status = self.create_publisher(ros.ConverterStatus, "converter_status", EVENTS)
+        pubs = {
+            t.name: self.create_publisher(t.ros_type, t.name, t.qos) for t in publications(DRIVER)
+        }
+        self.pub_power, self.pub_status = pubs["power_modules_status"], pubs["converter_status"]
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(
-            ros.ControllerState, "controller_state", self._on_controller_state, LATCHED
-        )
-        for topic, (ros_type, cls) in COMMAND_TOPICS.items():
+        for topic in subscriptions(DRIVER):
+            if topic.messages:
+                cls = topic.messages[0]
+                callback = lambda m, cls=cls: self._on_command(m, cls)  # noqa: E731
+            elif topic.name == "controller_state":
+                callback = self._on_controller_state
+            else:
+                callback = self._on_limits
             self.create_subscription(
-                ros_type, topic, lambda m, cls=cls: self._on_command(m, cls), EVENTS
+                topic.ros_type, topic.name, self.guard.wrap(topic.name, callback), topic.qos
             )
+        LocalSafetyLink.subscribe(self, self._on_local_safety)
 
         if self.config.auto_activate:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                error = self.last_error or "configure failed"
-                super().destroy_node()
-                raise NodeConfigError(error)
+                self._abandon()
+                raise NodeConfigError(self.last_error or "configure failed")
             if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                error = self.last_error or "activate failed"
                 self._release()
-                super().destroy_node()
-                raise NodeConfigError(error)
+                self._abandon()
+                raise NodeConfigError(self.last_error or "activate failed")
+
+    def _abandon(self) -> None:
+        LocalSafetyLink.unsubscribe(self, self._on_local_safety)
+        super().destroy_node()
 
     # --- parameters --------------------------------------------------------------------------
 
@@ -169,7 +158,7 @@ class ConverterDriverNode(LifecycleNode):
         params_cls = cls.PARAMS
         if params_cls is None:
             return
-        runtime = tuple(getattr(cls, "RUNTIME_PARAMS", ()))
+        runtime = tuple(cls.RUNTIME_PARAMS)
         names = [e["name"] for e in describe(params_cls)]
         fixed = tuple(n for n in names if n in runtime)
         declare_config(self, params_cls, self._backend_prefix, read_only=True, skip=fixed)
@@ -192,9 +181,8 @@ class ConverterDriverNode(LifecycleNode):
             if p.type_ != Parameter.Type.BOOL:
                 return SetParametersResult(successful=False, reason=f"{p.name}: true or false")
             with self._lock:
-                inject = getattr(self.backend, "inject", None)
-                if inject is not None:
-                    inject(name, bool(p.value))
+                if isinstance(self.backend, FaultInjection):
+                    self.backend.inject(name, bool(p.value))
         return SetParametersResult(successful=True)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -213,28 +201,29 @@ class ConverterDriverNode(LifecycleNode):
             return self._fail(f"converter backend {name!r}: {exc}")
         with self._lock:
             self.backend = backend
-            self.module = PowerModule(self.pm_config)
-            self.loop = ControlLoop(self.module, backend)
+            self.core = ConverterDriver(backend, self.pm_config)
         self.get_logger().info(f"converter backend {name!r} open")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Start the control loop and the status publishers."""
-        c = self.config
+        c, g = self.config, self.guard
         self._timers = [
-            self.create_timer(c.control_period, self._control),
-            self.create_timer(c.status_period, self._publish_power_status),
-            self.create_timer(c.converter_status_period, self._publish_converter_status),
-            self.create_timer(1.0, self._publish_diagnostics),
+            self.create_timer(c.control_period, g.wrap("control loop", self._control)),
+            self.create_timer(c.status_period, g.wrap("status timer", self._publish_status)),
+            self.create_timer(
+                c.converter_status_period, g.wrap("converter status", self._publish_converter)
+            ),
+            self.create_timer(1.0, g.wrap("diagnostics", self._publish_diagnostics)),
         ]
         self._active = True
-        self._control()
+        self.guard("control loop", self._control)
         self.get_logger().info("converter driver active")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Output off; stop the loop."""
-        self._deactivate()
+        self._deactivate("deactivated")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -253,50 +242,51 @@ class ConverterDriverNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def destroy_node(self) -> None:
-        """Output off and release the backend before the node goes away."""
-        self._release()
-        super().destroy_node()
+        """Output off and release the backend before the node goes away (never skipped)."""
+        try:
+            self._release()
+        finally:
+            LocalSafetyLink.unsubscribe(self, self._on_local_safety)
+            super().destroy_node()
+
+    def output_off(self, reason: str) -> None:
+        """Command the output off now (shutdown paths; never raises)."""
+        with self._lock:
+            if self.core is not None:
+                self.core.shutdown(reason)
+            elif self.backend is not None:
+                self.backend.stop()
 
     def _fail(self, text: str) -> TransitionCallbackReturn:
         self.last_error = text
         self.get_logger().error(text)
         return TransitionCallbackReturn.FAILURE
 
-    def _deactivate(self) -> None:
+    def _deactivate(self, reason: str) -> None:
         self._active = False
         for t in self._timers:
             self.destroy_timer(t)
         self._timers = []
-        with self._lock:
-            if self.loop is not None:
-                self.loop.stop()
+        self.output_off(reason)
 
     def _release(self) -> None:
-        self._deactivate()
+        self._deactivate("released")
         with self._lock:
             if self.backend is not None:
                 self.backend.close()
-            self.backend = self.module = self.loop = None
+            self.backend = self.core = None
 
     # --- inputs ------------------------------------------------------------------------------
 
     def _on_controller_state(self, m: ros.ControllerState) -> None:
         if not self._active:
             return
-        now = time.monotonic()
+        state = ControllerState(m.state) if m.heartbeat_seen else None
         with self._lock:
-            assert self.module is not None
-            if m.alive:
-                self._heartbeat_seen = True
-                follow = getattr(self.backend, "follow_controller_state", None)
-                if follow is not None:  # simulated backend without a shared vehicle inlet
-                    follow(m.state)
-                self.module.on_message(AdvanticsControllerStatus(ControllerState(m.state)), now)
+            if self.core is None:
                 return
-            if not self._heartbeat_seen or m.state_name == "No_Heartbeat":
-                return  # no controller yet: nothing to lose
-            self.module.on_link_lost(now, f"bridge reports the heartbeat lost ({m.state_name})")
-        self._control(publish=True)
+            report = self.core.on_controller_state(time.monotonic(), state, m.alive, m.reason)
+        self._report(report)
 
     def _on_command(self, m: Any, cls: type[CanMessage]) -> None:
         if not self._active:
@@ -307,94 +297,145 @@ class ConverterDriverNode(LifecycleNode):
             self.get_logger().warning(f"ignoring {cls.NAME}: {exc}", throttle_duration_sec=5.0)
             return
         with self._lock:
-            assert self.module is not None
-            self.module.on_message(message, time.monotonic())
-        if isinstance(message, EmergencyStop | ChargingLoop | ChargeStatusChange):
-            self._control(publish=isinstance(message, EmergencyStop))  # act now, not next tick
+            if self.core is None:
+                return
+            report = self.core.on_message(time.monotonic(), message)
+        self._report(report)
+
+    def _on_limits(self, m: ros.PowerModulesLimits) -> None:
+        with self._lock:
+            if self.core is not None:
+                self.core.on_limits(m.maximum_voltage, m.maximum_current, m.maximum_power)
+
+    def _on_local_safety(self, kind: str, payload: Any) -> None:
+        """Act on the bridge's fast path (its receive or transmit thread, same process)."""
+        if kind == "emergency_stop" and isinstance(payload, EmergencyStop):
+            self.guard("emergency stop", self._fast_stop, payload)
+        elif kind == "controller_lost":
+            self.guard("controller lost", self._fast_lost, str(payload))
+
+    def _fast_stop(self, message: EmergencyStop) -> None:
+        with self._lock:
+            if self.core is None or not self._active:
+                return
+            report = self.core.on_message(time.monotonic(), message)
+        self._report(report)
+
+    def _fast_lost(self, reason: str) -> None:
+        with self._lock:
+            if self.core is None or not self._active:
+                return
+            report = self.core.on_controller_state(time.monotonic(), None, False, reason)
+        self._report(report)
+
+    def fail_safe(self, where: str, exc: BaseException) -> None:
+        """Latch the output off after an exception elsewhere in the process (never raises)."""
+        self.guard(where, self._internal_error, where, exc)
+
+    def _internal_error(self, where: str, exc: BaseException) -> None:
+        """Safe state after an exception on a safety path: output off, latched, reported."""
+        with self._lock:
+            if self.core is None:
+                if self.backend is not None:
+                    self.backend.stop()
+                return
+            report = self.core.internal_error(time.monotonic(), where, exc)
+        self._report(report)
 
     # --- timers ------------------------------------------------------------------------------
 
-    def _control(self, publish: bool = False) -> None:
+    def _control(self) -> None:
         with self._lock:
-            if self.loop is None or not self._active:
+            if self.core is None or not self._active:
                 return
-            before = self.loop.output
-            out = self.loop.tick(time.monotonic())
-        changed = before is None or before.phase != out.phase or before.fault != out.fault
-        if changed:
-            # the measurement that shows the change (e.g. 0 A after an emergency stop) comes
-            # one or two control periods later: report those at once too, not at the next
-            # status period
-            self._extra_reports = 2
-        elif self._extra_reports > 0:
-            self._extra_reports -= 1
-            publish = True
-        if publish or changed:
-            self._publish_power_status()
-        # log after publishing: an rclpy logger call can take tens of milliseconds
-        if changed and out.fault and (before is None or before.fault != out.fault):
-            self.get_logger().error(f"output off: {out.fault}")
+            report = self.core.tick(time.monotonic())
+        self._report(report)
 
-    def _publish_power_status(self) -> None:
-        with self._lock:
-            out = self.loop.output if self.loop is not None else None
-        if out is None or not self._active:
+    def _report(self, report: Report | None) -> None:
+        """Publish what changed at once; log after publishing (rclpy logging can be slow)."""
+        if report is None:
             return
-        self.pub_power.publish(
-            conv.power_status_to_ros(out.status, self.get_clock().now().to_msg())
-        )
+        if report.publish:
+            self._publish(report)
+        if report.new_fault:
+            self.get_logger().error(f"output off: {report.new_fault}")
 
-    def _publish_converter_status(self) -> None:
+    def _publish(self, report: Report) -> None:
+        if report.status is not None:
+            self.pub_power.publish(
+                conv.power_status_to_ros(report.status, self.get_clock().now().to_msg())
+            )
+
+    def _publish_status(self) -> None:
         with self._lock:
-            loop, module = self.loop, self.module
-            if loop is None or module is None or loop.output is None:
+            status = self.core.status() if self.core is not None and self._active else None
+        if status is not None:
+            stamp = self.get_clock().now().to_msg()
+            self.pub_power.publish(conv.power_status_to_ros(status, stamp))
+
+    def _publish_converter(self) -> None:
+        with self._lock:
+            if self.core is None:
                 return
-            out, m, caps, sp = loop.output, loop.measurement, loop.capabilities, loop.applied
-            energy = module.session_energy_wh
+            snap = self.core.snapshot()
+        m, caps, sp = snap.measurement, snap.capabilities, snap.applied
+        nan = math.nan
         msg = ros.ConverterStatus(
             backend=self.config.converter_backend,
-            phase=out.phase,
+            phase=snap.phase.value,
             mode=sp.mode.value,
             voltage_setpoint=float(sp.voltage),
             current_limit=float(sp.current_limit),
-            system_enable=out.status.system_enable == 1,
-            session_energy=float(energy),
-            fault=out.fault,
+            system_enable=snap.system_enable,
+            session_energy=float(snap.session_energy_wh),
+            fault=snap.fault,
+            fault_kind=snap.fault_kind.value,
+            measurement_valid=snap.measurement_fresh,
+            voltage=float(m.voltage) if m else nan,
+            current=float(m.current) if m else nan,
+            power=float(m.voltage * m.current) if m else nan,
+            module_temperature=float(m.module_temperature) if m else nan,
+            enclosure_temperature=float(m.enclosure_temperature) if m else nan,
+            insulation_resistance=float(m.insulation_resistance_ohm) if m else nan,
+            ready=bool(m.ready) if m else False,
+            output_enabled=bool(m.output_enabled) if m else False,
+            max_voltage=float(caps.max_voltage) if caps else nan,
+            max_current=float(caps.max_current) if caps else nan,
+            max_power=float(caps.max_power) if caps else nan,
+            max_session_voltage=snap.limits[0],
+            max_session_current=snap.limits[1],
+            max_session_power=snap.limits[2],
+            internal_errors=snap.internal_errors + self.guard.errors,
         )
         msg.header.stamp = self.get_clock().now().to_msg()
-        if m is not None:
-            msg.voltage, msg.current = float(m.voltage), float(m.current)
-            msg.power = float(m.voltage * m.current)
-            msg.module_temperature = float(m.module_temperature)
-            msg.enclosure_temperature = float(m.enclosure_temperature)
-            msg.insulation_resistance = float(m.insulation_resistance_ohm)
-            msg.ready, msg.output_enabled = bool(m.ready), bool(m.output_enabled)
-        if caps is not None:
-            msg.max_voltage, msg.max_current = float(caps.max_voltage), float(caps.max_current)
-            msg.max_power = float(caps.max_power)
         self.pub_status.publish(msg)
 
     def _publish_diagnostics(self) -> None:
         with self._lock:
-            loop = self.loop
-            out = loop.output if loop is not None else None
-            m = loop.measurement if loop is not None else None
-            state = self.module.state if self.module is not None else None
-        if out is None:
-            return
-        if out.fault:
-            level, text = DiagnosticStatus.ERROR, out.fault
-        elif m is None:
-            level, text = DiagnosticStatus.WARN, "no measurement"
+            if self.core is None:
+                return
+            snap = self.core.snapshot()
+        m = snap.measurement
+        if snap.fault:
+            level, text = DiagnosticStatus.ERROR, snap.fault
+        elif self.guard.errors:
+            level, text = DiagnosticStatus.ERROR, f"internal error: {self.guard.last_error}"
+        elif not snap.measurement_fresh:
+            level, text = DiagnosticStatus.WARN, "no valid measurement"
         else:
-            level, text = DiagnosticStatus.OK, out.phase
+            level, text = DiagnosticStatus.OK, snap.phase.value
         values = {
             "backend": self.config.converter_backend,
-            "phase": out.phase,
-            "controller_state": state.label if state is not None else "none",
-            "system_enable": out.status.system_enable == 1,
-            "voltage": f"{out.status.present_voltage:.1f}",
-            "current": f"{out.status.present_current:.1f}",
+            "phase": snap.phase.value,
+            "fault_kind": snap.fault_kind.value,
+            "controller_state": snap.controller_state.label if snap.controller_state else "none",
+            "system_enable": snap.system_enable,
+            "voltage": f"{m.voltage:.1f}" if m else "unknown",
+            "current": f"{m.current:.1f}" if m else "unknown",
+            "internal_errors": snap.internal_errors + self.guard.errors,
+            "watchdog_trips": self.backend.watchdog.trips
+            if self.backend is not None and self.backend.watchdog is not None
+            else 0,
         }
         status = DiagnosticStatus(
             level=level,

@@ -27,3 +27,16 @@ def new_context(args: list[str] | None = None) -> Context:
     context = Context()
     rclpy.init(args=args, context=context)
     return context
+
+
+def describe_dds() -> str:
+    """One line: the DDS domain and discovery range this process uses (said at start-up)."""
+    rng = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "(unset: SUBNET)")
+    peers = os.environ.get("ROS_STATIC_PEERS", "")
+    localhost_only = os.environ.get("ROS_LOCALHOST_ONLY", "")
+    text = f"DDS: ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}, discovery range {rng}"
+    if peers:
+        text += f", static peers {peers}"
+    if localhost_only:
+        text += f", ROS_LOCALHOST_ONLY={localhost_only}"
+    return text

@@ -1,12 +1,18 @@
 """The ``main`` of every node executable: init, spin until Ctrl-C / SIGTERM, clean exit.
 
 A node that cannot start with its parameters raises ``NodeConfigError``: one line on stderr and
-exit code 2, no traceback. Shutdown by a signal is a normal exit (code 0); destroying the node
-turns its outputs off (the converter driver's power stage, the bridge's bus).
+exit code 2, no traceback. Shutdown by a signal (rclpy handles SIGINT and SIGTERM) is a normal
+exit (code 0); destroying the node turns its outputs off (the converter driver's power stage, the
+bridge's bus), also when something else fails on the way out. The node says at start-up which
+DDS domain and discovery range it uses; the pure cores' logging goes to the node's logger
+(console, ``~/.ros/log``, ``/rosout``).
 """
 
 from __future__ import annotations
 
+import gc
+import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,8 +22,8 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
-from evse_can_ros.ros.can_bridge_node import NodeConfigError
-from evse_can_ros.ros.dds import apply_local_dds_defaults
+from evse_can_ros.ros.common import NodeConfigError, forward_core_logs, stop_core_log_forwarding
+from evse_can_ros.ros.dds import apply_local_dds_defaults, describe_dds
 
 
 def run_node(
@@ -35,8 +41,12 @@ def run_node(
     node = None
     try:
         node = factory(**kwargs)
+        forward_core_logs(node.get_logger(), _python_level())
+        node.get_logger().info(describe_dds())
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        gc.collect()
+        gc.freeze()  # start-up objects never scanned again: short collections under load
         deadline = None if duration is None else time.monotonic() + duration
         while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
             executor.spin_once(timeout_sec=0.1)
@@ -52,6 +62,14 @@ def run_node(
             raise
     finally:
         if node is not None:
-            node.destroy_node()
+            try:
+                node.destroy_node()
+            except Exception as exc:  # the driver has switched its output off before this
+                print(f"{name}: error while shutting down: {exc}", file=sys.stderr)
+        stop_core_log_forwarding()
         rclpy.try_shutdown()
     return 0
+
+
+def _python_level() -> int:
+    return logging.DEBUG if os.environ.get("EVSE_CAN_ROS_DEBUG") else logging.INFO

@@ -25,34 +25,20 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message, serialize_message
-from sensor_msgs.msg import BatteryState
-from std_msgs.msg import Bool
 
 from evse_can_ros import __version__
 from evse_can_ros import msg as ros
 from evse_can_ros.core.bridge import BridgeConfig, BridgeCore, RxKind
 from evse_can_ros.protocol import AdvanticsControllerStatus, load_codec
 from evse_can_ros.ros import conversions as conv
-from evse_can_ros.ros.can_bridge_node import EVENTS, LATCHED, RAW, ROS_TYPE_OF_TOPIC, TOPIC_OF
+from evse_can_ros.ros.interfaces import TOPIC_OF_MESSAGE, TOPICS
 from evse_can_ros.tools.sessionlog import Session
 
 log = logging.getLogger(__name__)
 
 PROTOCOL = "Advantics Generic EVSE CAN interface v2 (database v2.7)"
 
-RECORDED: dict[str, tuple[Any, QoSProfile]] = {
-    "can_rx": (ros.CanFrame, RAW),
-    "can_tx": (ros.CanFrame, RAW),
-    "controller_state": (ros.ControllerState, LATCHED),
-    **{topic: (t, EVENTS) for topic, t in ROS_TYPE_OF_TOPIC.items()},
-    "battery_state": (BatteryState, LATCHED),
-    "power_modules_limits": (ros.PowerModulesLimits, LATCHED),
-    "sequence_control": (ros.SequenceControl, LATCHED),
-    "power_modules_status": (ros.PowerModulesStatus, EVENTS),
-    "converter_status": (ros.ConverterStatus, EVENTS),
-    "charger_availability": (ros.ChargerAvailability, LATCHED),
-    "safe_to_unplug": (Bool, LATCHED),
-}
+RECORDED: dict[str, tuple[Any, QoSProfile]] = {t.name: (t.ros_type, t.qos) for t in TOPICS}
 """Topics a recording holds (relative to the pistol namespace), with the QoS used to read them."""
 
 
@@ -269,14 +255,15 @@ def decode_to_bag(
                     pistol_index=pistol,
                     state=int(message.state),
                     state_name=message.state.label,
+                    heartbeat_seen=True,
                     alive=True,
                     heartbeat_age=0.0,
                 )
                 cs.header.stamp = stamp
                 _write(bag, stats, f"{ns}/controller_state", cs, t_ns)
-            topic = TOPIC_OF.get(message.NAME)
+            topic = TOPIC_OF_MESSAGE.get(type(message))
             if topic is not None:
-                _write(bag, stats, f"{ns}/{topic}", conv.to_ros(message, stamp, codec), t_ns)
+                _write(bag, stats, f"{ns}/{topic.name}", conv.to_ros(message, stamp, codec), t_ns)
     finally:
         bag.close()
     return stats

@@ -88,6 +88,7 @@ class LinkStats:
     rx_failures: int = 0
     bus_off_events: int = 0
     reconnects: int = 0
+    handler_errors: int = 0  # exceptions of the frame consumer (it reacts; counted here too)
 
 
 class CanLink:
@@ -232,6 +233,7 @@ class CanLink:
             try:
                 self._on_frame(frame, now)
             except Exception:  # a bug in the consumer must not kill the receive thread
+                self.stats.handler_errors += 1
                 log.exception("frame handler failed for %s", frame)
 
     # --- helpers --------------------------------------------------------------------------------
