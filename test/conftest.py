@@ -6,6 +6,7 @@ the domain is explicit; both are set here, before any test can initialise rclpy.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -42,24 +43,35 @@ def vendor_dir() -> Path:
     )
 
 
+VENDOR_REVISION = {2: "2.7", 3: "3.6"}
+"""Vendor database revision per interface version (protocol_version)."""
+
+
+@functools.cache
+def vendor_database(protocol_version: int, fmt: str):  # type: ignore[no-untyped-def]
+    """The vendor's KCD or DBC (``fmt`` "kcd" or "dbc") of an interface version, loaded once.
+
+    The vendor DBCs are UTF-8 (spec D15).
+    """
+    import cantools
+
+    path = (
+        vendor_dir()
+        / f"Advantics_Generic_EVSE_protocol_v{VENDOR_REVISION[protocol_version]}.{fmt}"
+    )
+    return cantools.database.load_file(str(path), encoding="utf-8" if fmt == "dbc" else None)
+
+
 @pytest.fixture(scope="session")
 def vendor_kcd():  # type: ignore[no-untyped-def]
     """The vendor's v2.7 KCD, loaded with cantools (reference data)."""
-    import cantools
-
-    return cantools.database.load_file(
-        str(vendor_dir() / "Advantics_Generic_EVSE_protocol_v2.7.kcd")
-    )
+    return vendor_database(2, "kcd")
 
 
 @pytest.fixture(scope="session")
 def vendor_dbc():  # type: ignore[no-untyped-def]
     """The vendor's v2.7 DBC (UTF-8, spec D15)."""
-    import cantools
-
-    return cantools.database.load_file(
-        str(vendor_dir() / "Advantics_Generic_EVSE_protocol_v2.7.dbc"), encoding="utf-8"
-    )
+    return vendor_database(2, "dbc")
 
 
 @pytest.fixture(scope="session")

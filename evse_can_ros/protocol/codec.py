@@ -1,9 +1,11 @@
 """Encode and decode Generic EVSE CAN interface frames by message name (spec 3-6).
 
-The codec wraps the project's own CAN database (``data/generic_evse_can_v2.dbc``, or a database
-given by path). It is loaded once per path (:func:`load_codec`) and checked against the typed
-messages of :mod:`evse_can_ros.protocol.messages` so that a wrong override file fails at start-up
-with a clear message, not at the first frame.
+The codec wraps the project's own CAN database of one interface version (``protocol_version``
+2: ``data/generic_evse_can_v2.dbc``, 3: ``data/generic_evse_can_v3.dbc``), or a database given
+by path. It is loaded once per (path, version) (:func:`load_codec`) and checked against that
+version's typed messages (:mod:`~evse_can_ros.protocol.messages`,
+:mod:`~evse_can_ros.protocol.messages_v3`), so that a wrong override file (or a database of the
+other version) fails at start-up with a clear message, not at the first frame.
 
 Everything the codec rejects raises a :class:`~evse_can_ros.protocol.errors.ProtocolError`
 subclass with a one-line message; cantools exceptions never escape.
@@ -35,17 +37,26 @@ from evse_can_ros.protocol.errors import (
     UnknownMessageError,
 )
 from evse_can_ros.protocol.frame import CanFrame
-from evse_can_ros.protocol.ids import make_can_id, split_can_id
-from evse_can_ros.protocol.messages import MESSAGE_TYPES, CanMessage, LabelEnum, field_name
+from evse_can_ros.protocol.ids import (
+    MODULE_TYPE_GENERIC,
+    interface_version_field,
+    is_from_controller,
+    make_can_id,
+    module_type,
+    split_can_id,
+)
+from evse_can_ros.protocol.messages import CanMessage, LabelEnum, field_name
+from evse_can_ros.protocol.versions import DEFAULT_PROTOCOL_VERSION, ProtocolVersion
 
 RESERVED_SIGNAL = "Reserved"
 DEFAULT_BITRATE = 500_000
 """Controller default bitrate (spec 3)."""
 
 
-def default_database_path() -> Path:
-    """Path of the database shipped with the package (package data)."""
-    return Path(str(resources.files("evse_can_ros.protocol") / "data" / "generic_evse_can_v2.dbc"))
+def default_database_path(protocol_version: int = DEFAULT_PROTOCOL_VERSION) -> Path:
+    """Path of the database of ``protocol_version`` shipped with the package (package data)."""
+    name = ProtocolVersion.of(protocol_version).database_file
+    return Path(str(resources.files("evse_can_ros.protocol") / "data" / name))
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,7 @@ class MessageSpec:
     base_id: int
     length: int
     cycle_time_ms: int | None
-    from_controller: bool  # sent by the Advantics controller (bit 15 of the base id)
+    from_controller: bool  # sent by the Advantics controller (bit 15 of the base id, v2 and v3)
     type: type[CanMessage]
     signals: tuple[SignalSpec, ...]
     db_message: Any  # cantools Message (packing / unpacking)
@@ -95,10 +106,19 @@ class MessageSpec:
 
 
 class Codec:
-    """Encoder/decoder for one database (see module docstring)."""
+    """Encoder/decoder for one database of one interface version (see module docstring).
 
-    def __init__(self, database_path: str | os.PathLike[str] | None = None) -> None:
-        path = Path(database_path) if database_path is not None else default_database_path()
+    ``Codec()`` is the packaged v2 database; ``Codec(protocol_version=3)`` the packaged v3 one.
+    """
+
+    def __init__(
+        self,
+        database_path: str | os.PathLike[str] | None = None,
+        protocol_version: int = DEFAULT_PROTOCOL_VERSION,
+    ) -> None:
+        version = ProtocolVersion.of(protocol_version)
+        path = Path(database_path) if database_path is not None else default_database_path(version)
+        self.protocol_version = version
         self.database_path = path
         try:
             raw = path.read_bytes()
@@ -113,16 +133,18 @@ class Codec:
             )
         except (cantools.database.errors.Error, UnicodeDecodeError, ValueError, KeyError) as exc:
             raise DatabaseError(f"cannot load CAN database {path}: {_one_line(exc)}") from None
+        _check_version(db, version, path)
         self._by_name: dict[str, MessageSpec] = {}
         self._by_base: dict[int, MessageSpec] = {}
-        for message_type in MESSAGE_TYPES:
-            spec = _build_spec(db, message_type, path)
+        for message_type in version.message_types:
+            spec = _build_spec(db, message_type, path, version)
             self._by_name[spec.name] = spec
             self._by_base[spec.base_id] = spec
         extra = sorted({m.name for m in getattr(db, "messages", [])} - set(self._by_name))
         if extra:
             raise DatabaseError(
-                f"CAN database {path} has messages this version does not know: {extra}"
+                f"CAN database {path} has messages that interface v{int(version)} "
+                f"does not know: {extra}"
             )
         self.message_names: tuple[str, ...] = tuple(self._by_name)
 
@@ -268,14 +290,22 @@ class Codec:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_codec_cached(path: str) -> Codec:
-    return Codec(path)
+def _load_codec_cached(path: str, protocol_version: int) -> Codec:
+    return Codec(path, protocol_version)
 
 
-def load_codec(database_path: str | os.PathLike[str] | None = None) -> Codec:
-    """Return the codec of ``database_path`` (default: packaged database), loaded once per path."""
-    path = Path(database_path) if database_path else default_database_path()
-    return _load_codec_cached(str(path.resolve()))
+def load_codec(
+    database_path: str | os.PathLike[str] | None = None,
+    protocol_version: int = DEFAULT_PROTOCOL_VERSION,
+) -> Codec:
+    """Return the codec of ``database_path`` for ``protocol_version``, loaded once per pair.
+
+    The default path is the packaged database of that version: ``load_codec()`` is v2,
+    ``load_codec(protocol_version=3)`` is v3.
+    """
+    version = ProtocolVersion.of(protocol_version)
+    path = Path(database_path) if database_path else default_database_path(version)
+    return _load_codec_cached(str(path.resolve()), int(version))
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -300,13 +330,37 @@ def _raw_limits(length: int, is_signed: bool) -> tuple[int, int]:
     return 0, (1 << length) - 1
 
 
-def _build_spec(db: Any, message_type: type[CanMessage], path: Path) -> MessageSpec:
+def _check_version(db: Any, version: ProtocolVersion, path: Path) -> None:
+    """Name the version mismatch when ``db`` is exactly the other version's message set."""
+    names = {m.name for m in getattr(db, "messages", [])}
+    for other in ProtocolVersion:
+        if other is not version and names == {t.NAME for t in other.message_types}:
+            raise DatabaseError(
+                f"CAN database {path} is an interface v{int(other)} database, "
+                f"but protocol_version is {int(version)}"
+            )
+
+
+def _build_spec(
+    db: Any, message_type: type[CanMessage], path: Path, version: ProtocolVersion
+) -> MessageSpec:
     try:
         m = db.get_message_by_name(message_type.NAME)
     except KeyError:
         raise DatabaseError(f"CAN database {path} has no message {message_type.NAME}") from None
     if not m.is_extended_frame:
         raise DatabaseError(f"{m.name} in {path} is not an extended (29-bit) frame")
+    base_id = m.frame_id & 0x00FF_FFFF
+    if (
+        module_type(base_id) != MODULE_TYPE_GENERIC
+        or interface_version_field(base_id) != version.id_version_field
+    ):
+        # e.g. a v3.0 database, which still used the v2 identifiers (v3 digest 2)
+        raise DatabaseError(
+            f"{m.name} in {path} has base id 0x{base_id:05X}, not an interface "
+            f"v{int(version)} identifier (0x06 in bits 23..16, {version.id_version_field} "
+            "in bits 14..12)"
+        )
     hints = typing.get_type_hints(message_type)
     field_names = {f.name for f in fields(message_type)}
     signals: list[SignalSpec] = []
@@ -346,10 +400,10 @@ def _build_spec(db: Any, message_type: type[CanMessage], path: Path) -> MessageS
         raise DatabaseError(f"{m.name} in {path} lacks signals for fields {sorted(missing)}")
     return MessageSpec(
         m.name,
-        m.frame_id & 0x00FF_FFFF,
+        base_id,
         m.length,
         m.cycle_time,
-        bool(m.frame_id & 0x8000),
+        is_from_controller(base_id),
         message_type,
         tuple(signals),
         m,

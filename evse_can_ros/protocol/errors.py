@@ -15,6 +15,10 @@ class DatabaseError(ProtocolError):
     """The CAN database file is missing or does not describe the interface."""
 
 
+class ProtocolVersionError(ProtocolError):
+    """A ``protocol_version`` other than 2 or 3 was configured or requested."""
+
+
 class FrameFormatError(ProtocolError):
     """The frame is not a classic data frame with a 29-bit identifier (error, remote, 11-bit)."""
 

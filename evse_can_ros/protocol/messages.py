@@ -196,7 +196,7 @@ class PowerModulesStatus(CanMessage):
 
     NAME: ClassVar[str] = "Power_Modules_Status"
     present_voltage: float  # V
-    present_current: float  # A, positive = delivered to the vehicle
+    present_current: float  # A, positive = delivered to the vehicle (v3: negative = from it)
     power_modules_temperature: float  # degC, -40..215
     enclosure_temperature: float  # degC, -40..215
     system_enable: Permission
