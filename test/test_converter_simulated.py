@@ -149,6 +149,32 @@ def test_own_inlet_for_separate_process_simulation() -> None:
     assert not shared.owns_inlet and not shared.inlet.contactors_closed
 
 
+def test_own_inlet_battery_sits_at_the_voltage_the_controller_reports() -> None:
+    """Issue 13 item 5: standby after precharge holds the EV voltage; no jump at contactors."""
+    conv = SimulatedConverter(
+        SimulatedConverterParams(wake_time=0.0, dead_time=0.0), watchdog_thread=False
+    )
+    conv.open()
+    conv.wake()
+    conv.read(0.0)
+    conv.follow_controller_state(5)
+    conv.follow_ev_voltage(372.0)  # Precharge.Target_Voltage = the EV's battery voltage
+    assert conv.inlet.battery.ocv() == pytest.approx(372.0, abs=0.01)
+    t = 0.0
+    for _ in range(100):
+        t += DT
+        conv.apply(Setpoint(Mode.REGULATE, 372.0, 2.0), t)
+        conv.read(t)
+    conv.apply(Setpoint(), t)  # standby after precharge: output left alone
+    before = conv.read(t + DT).voltage
+    conv.follow_controller_state(6)  # the vehicle closes its contactors
+    after = conv.read(t + 2 * DT).voltage
+    # the passive bleed lowers the open output a little; the battery is where the EV said
+    assert before == pytest.approx(372.0, abs=5.0) and after == pytest.approx(372.0, abs=1.0)
+    conv.follow_ev_voltage(300.0)  # ignored while the battery is connected
+    assert conv.inlet.battery.ocv() == pytest.approx(372.0, abs=0.01)
+
+
 # --- limits and derating -------------------------------------------------------------------
 
 

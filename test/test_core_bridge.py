@@ -452,3 +452,23 @@ def test_internal_error_loses_the_controller(core: BridgeCore, codec: Codec) -> 
 def test_non_conforming_safety_timing_is_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         BridgeConfig(**kwargs)
+
+
+def test_pm16_a_flags_frame_on_every_change_with_unused_bits_zero(core: BridgeCore) -> None:
+    sent = []
+    for t, action in (
+        (0.0, lambda: core.set_start_authorisation(0.0, True)),
+        (0.1, lambda: core.set_ccs_authorisation(0.1, True)),
+        (0.2, lambda: core.set_start_authorisation(0.2, True)),  # no change: no frame
+        (0.3, lambda: core.press_button(0.3, "user_stop_button")),
+    ):
+        action()
+        out, _ = core.poll(t)
+        sent += [o.frame.data for o in out if isinstance(o.message, SequenceControl)]
+    assert sent == [
+        bytes.fromhex("01 00 00"),
+        bytes.fromhex("01 03 00"),
+        bytes.fromhex("01 03 01"),
+    ]
+    for data in sent:  # bits 2-7, 11-15, 17-23 are 0
+        assert data[0] & 0xFC == 0 and data[1] & 0xF8 == 0 and data[2] & 0xFE == 0

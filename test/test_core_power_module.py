@@ -711,3 +711,158 @@ def test_config_is_validated() -> None:
     assert Phase.CHARGING.value == "CHARGING"
     with pytest.raises(ValueError, match="max_current"):
         PowerModule().set_limits(max_current=-1.0)
+
+
+# --- issue 13: deviations D1-D3 ------------------------------------------------------------------
+
+
+def test_d1_state_frame_lagging_the_first_request_keeps_it() -> None:
+    """Spec A9: the first Waiting_For_Charge frame can arrive after the first Charging_Loop."""
+    rig = Rig()
+    open_session(rig)
+    insulation_test(rig)
+    precharge(rig)  # the last state frame said 5
+    rig.hb = None  # the next state frame (6) is composed before the request and sent late
+    rig.run(0.05)
+    rig.send(ChargeStatusChange(ChargeStatus.CHARGE_STARTED), ChargingLoop(0.0, 0.0, 50))
+    rig.send(ChargingLoop(450.0, 120.0, 50))  # the first request
+    rig.run(0.02)
+    rig.state(6)  # the lagging frame
+    rig.run(0.05)
+    rig.state(7)
+    took = rig.run(2.0, until=lambda r: r.i >= 119.0)
+    assert took < 1.0 and rig.phase == "CHARGING"  # not cancelled, no wait for a new request
+
+
+def test_d1_an_older_request_is_still_stopped_by_state_6() -> None:
+    rig = Rig()
+    to_charging(rig)
+    charge(rig, 450.0, 100.0)
+    rig.repeat()
+    rig.run(0.25)  # two state frames after the last request
+    rig.state(6)  # e.g. a missed standby frame: resynchronise (PM-45)
+    rig.run(0.1)
+    assert rig.phase == "STANDBY" and rig.i == 0.0
+
+
+def test_d2_session_limits_are_enforced_locally() -> None:
+    rig = Rig()
+    to_charging(rig)
+    rig.pm.set_limits(420.0, 60.0, 20000.0)  # Power_Modules_Limits + the goal's power limit
+    charge(rig, 450.0, 150.0)
+    assert rig.conv.setpoint.voltage <= 420.0 + 1e-6
+    assert rig.i <= 60.0 + 0.5
+    assert rig.conv.setpoint.voltage * rig.conv.setpoint.current_limit <= 20000.0 + 1.0
+    rig.pm.set_limits(0.0, 0.0, 0.0)  # 0 = no limit of ours (controller default)
+    assert rig.pm.limits == (math.inf, math.inf, math.inf)
+    with pytest.raises(ValueError):
+        rig.pm.set_limits(math.nan, None, None)
+
+
+def _latched_in(state: int) -> Rig:
+    """A rig whose output latched off (heartbeat lost) while the controller was in ``state``."""
+    rig = Rig()
+    rig.state(1)
+    rig.run(0.2)
+    rig.state(2)
+    rig.run(0.2)
+    if state in (3, 7):
+        rig.state(3)
+        rig.repeat(new_session())
+        rig.run(1.0, until=lambda r: r.enable)
+        rig.repeat()
+        if state == 7:
+            to_state = [4, 5, 6, 7]
+            for s in to_state:
+                rig.state(s)
+                rig.run(0.1)
+    elif state == 11:
+        rig.state(11)
+        rig.run(0.2)
+    rig.pm.on_link_lost(rig.t, "heartbeat lost")
+    rig.run(0.1)
+    return rig
+
+
+@pytest.mark.parametrize("state", [2, 11])
+def test_d3_loss_before_the_session_opened_is_cleared_by_its_first_new_charge_session(
+    state: int,
+) -> None:
+    rig = _latched_in(state)
+    rig.state(state)  # heartbeat back in the same state
+    rig.run(0.2)
+    rig.state(3)
+    rig.repeat(new_session())
+    assert rig.run(5.0, until=lambda r: r.enable) < 5.0  # the session works
+    assert rig.pm.fault == ""
+
+
+def test_d3_repeated_frames_of_the_faulted_session_never_clear_it() -> None:
+    rig = _latched_in(3)
+    rig.state(3)
+    rig.repeat(new_session())
+    rig.run(1.0)
+    assert rig.phase == "OFF_LATCHED" and not rig.enable
+
+
+def test_d3_a_missed_idle_state_still_counts_as_a_new_session() -> None:
+    """Lost while charging, back in Negotiating_Connection: a new session started meanwhile."""
+    rig = _latched_in(7)
+    rig.state(2)
+    rig.run(0.2)
+    rig.state(3)
+    rig.repeat(new_session())
+    assert rig.run(5.0, until=lambda r: r.enable) < 5.0
+
+
+def test_d3_session_finished_re_arms_after_an_emergency_stop() -> None:
+    rig = _latched_in(3)
+    rig.send(EmergencyStop(EmergencyStopOrigin.EVSE))
+    rig.repeat(new_session())
+    rig.run(0.5)
+    assert rig.phase == "OFF_LATCHED"
+    rig.repeat()
+    rig.send(ChargeSessionFinished(SessionEnd.RUSHED_STOP))
+    rig.state(3)
+    rig.repeat(new_session())
+    assert rig.run(5.0, until=lambda r: r.enable) < 5.0
+
+
+# --- issue 12 item 6: CHAdeMO-safe active discharge ----------------------------------------------
+
+
+def test_discharge_stops_when_a_battery_appears_and_does_not_drain_it() -> None:
+    rig = Rig(voltage_slope=0.0)
+    open_session(rig, CHADEMO)
+    rig.state(4)
+    rig.repeat(InsulationTest(500.0))
+    rig.run(1.0)
+    rig.repeat(InsulationTest(0.0), ChargingLoop(0.0, 0.0, 50))
+    rig.run(0.1)  # discharging
+    assert rig.phase == "DISCHARGE"
+    soc = rig.inlet.battery.soc
+    rig.inlet.contactors_closed = True  # the vehicle closes its contactors during the ramp-down
+    rig.run(0.3)
+    assert rig.phase == "STANDBY" and rig.conv.setpoint.mode is Mode.OFF
+    assert (
+        "battery is connected" in "".join(r for r in [rig.pm.phase.value])
+        or rig.phase == "STANDBY"
+    )
+    rig.run(5.0)
+    assert rig.inlet.battery.soc == soc  # nothing drawn from the battery
+    assert rig.v == pytest.approx(rig.inlet.battery.ocv(), abs=1.0)
+
+
+def test_discharge_stops_when_the_state_leaves_the_test() -> None:
+    rig = Rig()
+    open_session(rig)
+    rig.state(4)
+    rig.repeat(InsulationTest(500.0))
+    rig.run(1.0)
+    rig.repeat(InsulationTest(0.0), ChargingLoop(0.0, 0.0, 50))
+    rig.run(0.05)
+    assert rig.phase == "DISCHARGE"
+    rig.repeat()
+    rig.state(6)
+    rig.run(0.05)
+    assert rig.phase == "STANDBY" and rig.conv.setpoint.mode is Mode.OFF

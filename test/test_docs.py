@@ -42,3 +42,21 @@ def test_parameter_reference_is_current() -> None:
     assert path.read_text() == markdown(), (
         "docs/parameters.md is stale: python -m evse_can_ros.ros.paramdoc > docs/parameters.md"
     )
+
+
+def test_pm_checklist_names_existing_tests() -> None:
+    """docs/pm-checklist.md: 50 rows, each naming tests that exist."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "pm-checklist.md").read_text()
+    rows = re.findall(r"^\| (PM-\d\d) \|.*\|(.*)\|$", text, flags=re.MULTILINE)
+    assert [r[0] for r in rows] == [f"PM-{n:02d}" for n in range(1, 51)]
+    for pm, cell in rows:
+        refs = re.findall(r"`(test/[\w]+\.py)::(\w+)`", cell)
+        assert refs, f"{pm} names no test"
+        for path, name in refs:
+            source = (root / path).read_text()
+            assert re.search(rf"^def {name}\(", source, flags=re.MULTILINE), (
+                f"{pm}: {path}::{name}"
+            )

@@ -345,3 +345,11 @@ def test_database_with_a_wrong_label_is_refused(tmp_path, codec: Codec) -> None:
     edited.write_text(text)
     with pytest.raises(DatabaseError, match="labels"):
         Codec(edited)
+
+
+def test_pm13_system_enable_outside_0_1_never_reaches_the_bus(codec: Codec) -> None:
+    from evse_can_ros.protocol import Permission, SignalRangeError
+
+    status = PowerModulesStatus(400.0, 10.0, 30.0, 25.0, Permission(2), 500.0)
+    with pytest.raises(SignalRangeError, match="System_Enable = 2 is not one of its labels"):
+        codec.encode(status, 1)

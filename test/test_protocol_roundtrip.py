@@ -30,9 +30,13 @@ SETTINGS = settings(
 def raw_strategy(codec: Codec, name: str) -> st.SearchStrategy[dict[str, int]]:
     """Raw values for every signal of ``name`` inside its allowed range (Reserved = 0)."""
     parts: dict[str, st.SearchStrategy[int]] = {}
-    for s in codec.spec(name).signals:
+    spec = codec.spec(name)
+    for s in spec.signals:
         if s.field is None:
             parts[s.name] = st.just(0)
+            continue
+        if s.labels and not spec.from_controller:  # we send documented values only (PM-13)
+            parts[s.name] = st.sampled_from(sorted(s.labels))
             continue
         lo, hi = s.physical_range
         parts[s.name] = st.integers(

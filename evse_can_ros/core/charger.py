@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from evse_can_ros.core.bridge import BridgeConfig, BridgeCore, RxKind
-from evse_can_ros.core.charge_server import ChargeServer, GoalDecision
+from evse_can_ros.core.charge_server import ChargeServer, DepotState, GoalDecision
 from evse_can_ros.core.charge_session import (
     Command,
     Feedback,
@@ -124,6 +124,7 @@ class Trace:
     statuses: list[tuple[float, PowerModulesStatus]] = field(default_factory=list)  # published
     feedback: list[Feedback] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
+    depot: list[tuple[float, DepotState]] = field(default_factory=list)  # on change
     faults: list[tuple[float, str]] = field(default_factory=list)  # driver faults latched
 
     def sent(self, kind: type[CanMessage], since: float = -math.inf) -> list[tuple[float, object]]:
@@ -174,6 +175,7 @@ class InMemoryCharger:
         self.link_ok = True
         self._deaf_until = -math.inf  # controller frames do not reach the bridge until then
         self._to_controller: list[CanFrame] = []
+        self._injected: list[CanFrame] = []
         self._next: dict[str, float] = {}
         self._raise: dict[str, int] = {}
         self._goal_counter = 0
@@ -195,8 +197,8 @@ class InMemoryCharger:
         now = self.now
         if not self.alive["driver"]:
             self.stage.advance(now)  # physics goes on without a driver
-        frames = self.controller.step(now, self._to_controller)
-        self._to_controller = []
+        frames = self.controller.step(now, self._to_controller) + self._injected
+        self._to_controller, self._injected = [], []
         for frame in frames:
             self._record(frame, from_power_side=False)
             if self.alive["bridge"] and self.link_ok and now >= self._deaf_until:
@@ -262,6 +264,10 @@ class InMemoryCharger:
     def raise_in(self, where: str, times: int = 1) -> None:
         """Make the next ``times`` runs of ``bridge_tx`` or ``control_loop`` raise."""
         self._raise[where] = times
+
+    def inject_frame(self, frame: CanFrame) -> None:
+        """Put a frame on the bus (e.g. controller I/O messages) for the next step."""
+        self._injected.append(frame)
 
     def lose_controller_frames(self, seconds: float) -> None:
         """Drop every frame from the controller for ``seconds`` (a heartbeat loss on our side)."""
@@ -396,6 +402,8 @@ class InMemoryCharger:
             self.trace.feedback.append(out.feedback)
         if out.result is not None:
             self.trace.results.append(out.result)
+        if out.depot_changed:
+            self.trace.depot.append((self.now, out.depot))
 
     def _apply(self, command: Command) -> tuple[bool, str]:
         """Apply a charge-server command to the bridge core, as the bridge's services do."""

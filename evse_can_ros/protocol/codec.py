@@ -207,6 +207,14 @@ class Codec:
                     continue
                 raise SignalError(f"{spec.name}.{sig.name} is missing")
             raw[sig.name] = _to_raw(spec.name, sig, values[sig.name])
+            if sig.labels and not spec.from_controller and raw[sig.name] not in sig.labels:
+                # what we send carries only documented values (e.g. System_Enable 0/1, PM-13)
+                raise SignalRangeError(
+                    f"{spec.name}.{sig.name} = {raw[sig.name]} is not one of its labels "
+                    f"{sorted(sig.labels.values())}",
+                    sig.name,
+                    values[sig.name],
+                )
         try:
             data = spec.db_message.encode(raw, scaling=False, padding=False, strict=False)
         except Exception as exc:  # cantools/bitstruct: should be unreachable after _to_raw
