@@ -8,14 +8,17 @@ A listener on the virtual bus records every frame (CLOCK_MONOTONIC); probes wrap
 backend's ``apply``/``stop`` and the driver's command callback; a subscriber node (same executor)
 records the driver's ``power_modules_status`` and the bridge's ``controller_state``.
 
-4. Safety reaction (a Charge goal runs; the controller simulator's scenario injects the fault
-   while charging):
-   * heartbeat loss (``scenario.reset_after``: the controller goes silent): from the last
-     ``Advantics_Controller_Status`` frame on the bus to the converter output off (backend
-     ``stop``/OFF setpoint), to the driver reporting 0 A (``power_modules_status``) and to the
-     first ``Power_Modules_Status`` frame on the bus with 0 A;
-   * emergency stop (``scenario.ev_emergency_after``): from the first ``Emergency_Stop`` frame on
-     the bus to the same three points.
+4. Safety reaction (a Charge goal runs; the fault comes while charging):
+   * heartbeat loss (``scenario.reset_after``: the controller goes silent), a fresh process per
+     trial: from the last ``Advantics_Controller_Status`` frame on the bus to the converter
+     output off (backend ``stop``/OFF setpoint), to the driver reporting 0 A
+     (``power_modules_status``) and to the first ``Power_Modules_Status`` frame on the bus with
+     0 A;
+   * emergency stop, ``--estop-trials`` (default 20) in one process, one per charge: the bench
+     puts an ``Emergency_Stop`` frame on the bus itself while the vehicle keeps its contactors
+     closed (so only our path can bring the current down), and times frame sent -> converter
+     output off, -> ``power_modules_status`` <= 1 A, -> first ``Power_Modules_Status`` frame on
+     the bus <= 1 A. Worst, p50 and the trial count are printed.
 5. End to end, in the charging phase before the emergency stop: ``Charging_Loop`` frame on the
    bus -> driver callback done (setpoint applied to the converter) -> the driver's next
    ``power_modules_status`` -> the bridge's next ``Power_Modules_Status`` frame.
@@ -220,8 +223,8 @@ def run_safety(args: Any) -> dict[str, Any]:
 
     from evse_can_ros import msg as ros
     from evse_can_ros.converter.base import Mode
-    from evse_can_ros.ros.can_bridge_node import EVENTS, LATCHED
     from evse_can_ros.ros.charge_client import ChargeRequest, run_charge
+    from evse_can_ros.ros.interfaces import EVENTS, LATCHED
 
     after = args.fault_after
     simulator: dict[str, Any] = {"scenario.replug_delay": -1.0}
@@ -283,7 +286,7 @@ def _safety(  # noqa: PLR0917  (bench plumbing)
     orig_publish = bridge.pub_state.publish
 
     def state_probe(msg: Any) -> None:
-        if not msg.alive and msg.state_name != "No_Heartbeat":
+        if not msg.alive and msg.heartbeat_seen:
             lost_published.append(time.monotonic())
         orig_publish(msg)
 
@@ -411,17 +414,121 @@ def _safety(  # noqa: PLR0917  (bench plumbing)
     return out
 
 
+# --- worker: emergency stops, many trials in one process -----------------------------------------
+
+
+def run_estops(args: Any) -> dict[str, Any]:
+    """Worker: ``args.estop_trials`` charges, each stopped by an Emergency_Stop frame we send."""
+    import can
+    from rclpy.node import Node
+
+    from evse_can_ros import msg as ros
+    from evse_can_ros.converter.base import Mode
+    from evse_can_ros.protocol import EmergencyStop, EmergencyStopOrigin
+    from evse_can_ros.ros.charge_client import ChargeRequest, run_charge
+    from evse_can_ros.ros.interfaces import EVENTS
+
+    simulator = {"scenario.replug_delay": 1.0, "vehicle.soc_time_scale": 20.0}
+    trials: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rig = Rig(1, simulator, Path(tmp))
+        injector = can.Bus(interface="virtual", channel=rig.channel)
+        try:
+            backend = rig.node("converter_driver").backend
+            off_log: list[float] = []
+            orig_apply, orig_stop = backend.apply, backend.stop
+
+            def apply_probe(setpoint: Any, now: float) -> Any:
+                result = orig_apply(setpoint, now)
+                if setpoint.mode == Mode.OFF:
+                    off_log.append(time.monotonic())
+                return result
+
+            def stop_probe() -> Any:
+                orig_stop()
+                off_log.append(time.monotonic())
+
+            backend.apply, backend.stop = apply_probe, stop_probe
+            published: list[tuple[float, float]] = []  # the driver publishes (t, current)
+            driver = rig.node("converter_driver")
+            orig_publish = driver.pub_power.publish
+
+            def publish_probe(msg: Any) -> None:
+                orig_publish(msg)
+                published.append((time.monotonic(), msg.present_current))
+
+            with contextlib.suppress(AttributeError):
+                driver.pub_power.publish = publish_probe
+            watch = Node("bench_estop_watch", context=rig.context)
+            power: list[tuple[float, float]] = []
+            watch.create_subscription(
+                ros.PowerModulesStatus,
+                "/evse/pistol1/power_modules_status",
+                lambda m: power.append((time.monotonic(), m.present_current)),
+                EVENTS,
+            )
+            rig.charger.executor.add_node(watch)
+            frame = rig.codec.encode(EmergencyStop(EmergencyStopOrigin.EVSE), 1)
+            message = can.Message(
+                arbitration_id=frame.arbitration_id, data=frame.data, is_extended_id=True
+            )
+            for n in range(args.estop_trials):
+                print(f"-- estop trial {n + 1}/{args.estop_trials}", file=sys.stderr, flush=True)
+                done = threading.Event()
+
+                def charge(done: threading.Event = done) -> None:
+                    with contextlib.suppress(Exception):
+                        run_charge(
+                            ChargeRequest("/evse/pistol1", {"target_soc": 95.0}),
+                            out=io.StringIO(),
+                            context=rig.context,
+                        )
+                    done.set()
+
+                threading.Thread(target=charge, daemon=True).start()
+                t_start = time.monotonic()
+                deadline = t_start + args.timeout
+                while (
+                    time.monotonic() < deadline
+                    and first_after(power, t_start, lambda i: i > 10.0) is None
+                ):
+                    time.sleep(0.02)
+                time.sleep(0.5)  # charging steadily
+                t0 = time.monotonic()
+                injector.send(message)
+                time.sleep(0.3)
+                t_off = next((t for t in off_log if t > t0), None)
+                t_zero = first_after(published, t0, lambda i: i <= 1.0)
+                t_seen = first_after(power, t0, lambda i: i <= 1.0)
+                t_bus = first_after(
+                    rig.frames("Power_Modules_Status"), t0, lambda m: m.present_current <= 1.0
+                )
+                trials.append(
+                    {
+                        "to_converter_off_ms": None if t_off is None else (t_off - t0) * 1e3,
+                        "to_report_1a_ms": None if t_zero is None else (t_zero - t0) * 1e3,
+                        "to_subscriber_1a_ms": None if t_seen is None else (t_seen - t0) * 1e3,
+                        "to_bus_1a_ms": None if t_bus is None else (t_bus - t0) * 1e3,
+                    }
+                )
+                done.wait(args.timeout)  # the session ends; the vehicle replugs after 1 s
+        finally:
+            injector.shutdown()
+            rig.close()
+    return {"trials": trials}
+
+
 # --- orchestrator --------------------------------------------------------------------------------
 
 
-def worker(role: str, extra: list[str]) -> dict[str, Any]:
+def worker(role: str, extra: list[str], timeout: float = 120.0) -> dict[str, Any]:
     """Run this script as a worker process; return its JSON."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = Path(f.name)
     try:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--role", role, "--out", str(out)]
         cmd += [*extra, "--t-spawn", repr(time.monotonic())]
-        subprocess.run(cmd, check=True, timeout=120, env=dict(os.environ))
+        subprocess.run(cmd, check=True, timeout=timeout, env=dict(os.environ))
         data: dict[str, Any] = json.loads(out.read_text())
         return data
     finally:
@@ -430,7 +537,8 @@ def worker(role: str, extra: list[str]) -> dict[str, Any]:
 
 def main() -> int:
     p = benchlib.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--trials", type=int, default=3, help="fresh processes per safety figure")
+    p.add_argument("--trials", type=int, default=3, help="fresh processes per heartbeat figure")
+    p.add_argument("--estop-trials", type=int, default=20, help="emergency stops (one process)")
     p.add_argument("--startup-runs", type=int, default=3, help="fresh processes per start-up")
     p.add_argument("--fault-after", type=float, default=4.0,
                    help="s of charging before the fault (end-to-end samples)")  # fmt: skip
@@ -447,6 +555,9 @@ def main() -> int:
     if args.role == "safety":
         Path(args.out).write_text(json.dumps(run_safety(args)))
         return 0
+    if args.role == "estops":
+        Path(args.out).write_text(json.dumps(run_estops(args)))
+        return 0
 
     rep = benchlib.Report("charger (one process, sim=True, virtual bus, instantaneous converter)")
     details: dict[str, Any] = {}
@@ -457,6 +568,12 @@ def main() -> int:
             print(f"-- {kind} trial {n + 1}/{args.trials}", file=sys.stderr, flush=True)
             runs.append(worker("safety", ["--kind", kind, *common]))
         details[kind] = runs
+    estops = worker(
+        "estops",
+        ["--estop-trials", str(args.estop_trials), "--timeout", str(args.timeout)],
+        timeout=60.0 + args.estop_trials * args.timeout,
+    )["trials"]
+    details["estop_trials"] = estops
     details["startup"] = {}
     for pistols in (1, 8):
         runs = []
@@ -486,11 +603,15 @@ def main() -> int:
         note_extra="the simulated vehicle opens its contactors in the reset: not ours",
     )
     add_worst("heartbeat", "to_zero_on_bus_ms", "heartbeat loss: -> 0 A frame on the bus")
-    add_worst("estop", "to_converter_off_ms", "emergency stop: frame -> converter output off")
-    add_worst(
-        "estop", "to_zero_reported_ms", "emergency stop: frame -> driver reports 0 A", "< 20"
-    )
-    add_worst("estop", "to_zero_on_bus_ms", "emergency stop: frame -> 0 A frame on the bus")
+    for key, label, target in (
+        ("to_converter_off_ms", "emergency stop: frame -> converter output off", "<= 20"),
+        ("to_report_1a_ms", "emergency stop: frame -> power_modules_status <= 1 A", "<= 20"),
+        ("to_subscriber_1a_ms", "emergency stop: frame -> a subscriber sees <= 1 A", ""),
+        ("to_bus_1a_ms", "emergency stop: frame -> Power_Modules_Status frame <= 1 A", ""),
+    ):
+        v = [t[key] for t in estops if t.get(key) is not None]
+        note = f"{len(v)}/{len(estops)} trials, p50 {benchlib.percentile(v, 50):.1f} ms"
+        rep.add(label, max(v) if v else float("nan"), "ms (worst)", target, note)
     e2e_a = [x for r in details["estop"] for x in r.get("e2e_frame_to_setpoint_s", [])]
     e2e_s = [x for r in details["estop"] for x in r.get("e2e_frame_to_status_frame_s", [])]
     for label, data in (("Charging_Loop frame -> setpoint applied", e2e_a),

@@ -172,7 +172,9 @@ def run_charger(options: ChargerOptions) -> int:
     previous = signal.signal(signal.SIGTERM, lambda *_: context.try_shutdown())
     try:
         charger = Charger(options, context)
-        forward_core_logs(rclpy.logging.get_logger("evse_can_ros"))
+        forward_core_logs(
+            rclpy.logging.get_logger("evse_can_ros"), logging.getLogger().getEffectiveLevel()
+        )
         names = ", ".join(f"{n.get_namespace()}/{n.get_name()}" for n in charger.nodes)
         print(f"charger running ({len(charger.nodes)} nodes: {names}); Ctrl-C to stop", flush=True)
         print(describe_dds(), flush=True)
@@ -186,7 +188,7 @@ def run_charger(options: ChargerOptions) -> int:
         if charger is not None:
             charger.destroy()
         stop_core_log_forwarding()
-        rclpy.try_shutdown(context=context)
+        _shutdown(context)
     return 0
 
 
@@ -237,8 +239,16 @@ def run_sim(options: ChargerOptions, goal: dict[str, Any], out: TextIO = sys.std
         signal.signal(signal.SIGTERM, previous)
         if charger is not None:
             charger.destroy()
-        rclpy.try_shutdown(context=context)
+        _shutdown(context)
         out.write(f"done in {time.monotonic() - started:.1f} s\n")
+
+
+def _shutdown(context: Context) -> None:
+    """Shut the context down; a node that failed to destroy itself must not raise again here."""
+    try:
+        rclpy.try_shutdown(context=context)
+    except Exception:
+        log.exception("rclpy shutdown failed (the outputs are already off)")
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:

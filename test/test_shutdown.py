@@ -1,0 +1,153 @@
+"""Shutdown always de-energises (issue 12 item 4): signals, and errors while tearing down.
+
+Every converter output is commanded off (backend ``stop()``) before the nodes are destroyed, for
+SIGINT and SIGTERM to ``evse-can-ros run``, ``evse-can-ros sim`` and the node executables, and
+an exception in any node's ``destroy_node`` never skips the others.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+rclpy = pytest.importorskip("rclpy")
+
+from evse_can_ros.nodeset import ChargerOptions  # noqa: E402
+from evse_can_ros.ros.charger import Charger, init_context  # noqa: E402
+from evse_can_ros.tools.resources import config_file  # noqa: E402
+
+CLI = [
+    sys.executable,
+    "-c",
+    "import sys; from evse_can_ros.tools.cli import main; sys.exit(main())",
+]
+
+
+def start(args: list[str], ready: str, tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    """Start a process; wait until ``ready`` appears in its output (stdout + stderr)."""
+    log = tmp_path / f"out-{uuid.uuid4().hex[:6]}.log"
+    handle = log.open("w")
+    proc = subprocess.Popen(
+        args,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 30.0
+    while ready not in log.read_text():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    return proc, log
+
+
+def stop_and_read(proc: subprocess.Popen[str], log: Path, sig: int) -> tuple[int, str]:
+    proc.send_signal(sig)
+    try:
+        code = proc.wait(timeout=20.0)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return code, log.read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_run_switches_the_output_off_on_a_signal(sig: int, tmp_path: Path) -> None:
+    channel = f"shut-{uuid.uuid4().hex[:6]}"
+    proc, log = start(
+        [*CLI, "run", "--sim", "--can-interface", "virtual", "--can-channel", channel,
+         "--params-file", str(config_file("sim.yaml")), "--log-level", "info"],
+        "charger running",
+        tmp_path,
+    )  # fmt: skip
+    time.sleep(1.0)
+    code, text = stop_and_read(proc, log, sig)
+    assert code == 0, text
+    assert "output off: shutdown" in text
+    assert "Traceback" not in text
+
+
+def test_sim_switches_the_output_off_on_sigterm_mid_charge(tmp_path: Path) -> None:
+    proc, log = start([*CLI, "sim", "--log-level", "info"], "charging", tmp_path)
+    code, text = stop_and_read(proc, log, signal.SIGTERM)
+    assert "output off: shutdown" in text, text
+    assert "Traceback" not in text
+    assert code != 0  # the charge did not complete
+
+
+def test_node_executable_switches_the_output_off_on_sigterm(tmp_path: Path) -> None:
+    exe = next(
+        (
+            p / "lib" / "evse_can_ros" / "converter_driver"
+            for p in map(Path, os.environ.get("AMENT_PREFIX_PATH", "").split(":"))
+            if (p / "lib" / "evse_can_ros" / "converter_driver").exists()
+        ),
+        None,
+    )
+    assert exe is not None, "converter_driver not installed (run scripts/setup.sh)"
+    proc, log = start(
+        [sys.executable, str(exe), "--ros-args", "-r", f"__ns:=/shut{uuid.uuid4().hex[:6]}"],
+        "converter driver active",
+        tmp_path,
+    )
+    code, text = stop_and_read(proc, log, signal.SIGTERM)
+    assert code == 0, text
+    assert "output off: released" in text and "DDS: ROS_DOMAIN_ID=" in text
+    assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("broken", ["can_bridge", "charge_server", "controller_simulator"])
+def test_an_error_in_any_destroy_never_skips_the_output_off(broken: str) -> None:
+    options = ChargerOptions(
+        can_interface="virtual",
+        can_channel=f"shut-{uuid.uuid4().hex[:6]}",
+        sim=True,
+        params_file=str(config_file("sim.yaml")),
+        log_level="error",
+    )
+    context = init_context(options)
+    charger = Charger(options, context)
+    try:
+        driver = charger.drivers()[0]
+        backend = driver.backend
+        assert backend is not None
+        stops: list[float] = []
+        original = backend.stop
+
+        def spy() -> None:
+            stops.append(time.monotonic())
+            original()
+
+        backend.stop = spy  # type: ignore[method-assign]
+        node = next(n for n in charger.nodes if n.get_name() == broken)
+        destroyed: list[str] = []
+        for n in charger.nodes:
+            real = n.destroy_node
+
+            def record(n: Any = n, real: Any = real) -> None:
+                destroyed.append(n.get_name())
+                if n is node:
+                    raise RuntimeError("injected")
+                real()
+
+            n.destroy_node = record  # type: ignore[method-assign]
+        charger.destroy()
+        node.destroy_node = type(node).destroy_node.__get__(node)  # type: ignore[method-assign]
+        assert stops, "the output was never commanded off"
+        assert sorted(destroyed) == sorted(
+            ["can_bridge", "converter_driver", "charge_server", "controller_simulator"]
+        )
+    finally:
+        rclpy.try_shutdown(context=context)
