@@ -134,8 +134,15 @@ def test_simulator_scenarios_end_in_the_safe_state(
 
 
 def test_three_goals_in_a_row_and_no_session_in_between() -> None:
-    """Sequence flags on, authorisation: goal. Each goal authorises exactly one session."""
-    c = simulated_charger(vehicle={"initial_soc": 20.0, "target_soc": 95.0})
+    """Sequence flags on, authorisation: goal. Each goal authorises exactly one session.
+
+    The vehicle replugs 0.2 s after its session: while a goal still waits for a safe voltage it
+    must not authorise the next session.
+    """
+    c = simulated_charger(
+        vehicle={"initial_soc": 20.0, "target_soc": 95.0, "unplug_delay": 0.0},
+        scenario={"replug_delay": 0.2},
+    )
     for n, target in enumerate((30.0, 40.0, 50.0), start=1):
         result = charge(c, target_soc=target)
         assert result.error_code == ErrorCode.NONE, result
@@ -145,6 +152,20 @@ def test_three_goals_in_a_row_and_no_session_in_between() -> None:
         assert c.controller.sessions == n
         assert c.state == S.NOT_AVAILABLE
         assert c.bridge.flags.start_charge_authorisation == Permission.NOT_ALLOWED
+
+
+def test_a_goal_waiting_for_a_safe_voltage_authorises_no_new_session() -> None:
+    """The result waits (no valid measurement after a fault); the next vehicle must wait too."""
+    c = simulated_charger(
+        vehicle={"unplug_delay": 0.0}, scenario={"replug_delay": 0.2}, session={}
+    )
+    c.submit_goal()
+    run_quiet(c, 60.0, until=lambda c: c.state == S.CHARGING)
+    c.stage.inject("measurement_nan")  # type: ignore[attr-defined]
+    run_quiet(c, 60.0, until=lambda c: bool(c.trace.results))
+    result = c.trace.results[-1]
+    assert result.error_code == ErrorCode.CONVERTER_FAULT and not result.safe_to_unplug
+    assert c.controller.sessions == 1  # nothing started while the goal waited 30 s
 
 
 @pytest.mark.parametrize("how", ["cancel_before_plug", "cancel_while_charging", "abort"])
