@@ -74,3 +74,92 @@ def test_the_ros_glue_is_where_rclpy_is_used() -> None:
         and any(m.split(".")[0] == "rclpy" for m in imported_modules(p))
     ]
     assert users, "the check above would be vacuous"
+
+
+# --- one-way layers (issue 17): the allowed edges between the package's parts ------------------
+
+LAYERS = """
+text, config        leaf modules: import nothing of the package
+protocol            <- text
+core                <- protocol, config, text
+transport           <- protocol, config, text
+converter           <- core, transport, protocol, config, text
+nodeset             (pure data: imports nothing of the package)
+simulation          <- core, converter, protocol, config, text
+ros                 <- core, converter, transport, simulation, nodeset, protocol, config, text,
+                       the generated msg/srv/action, the package root (__version__)
+tools               <- everything (the evse-can-ros command sits on top)
+"""
+ALLOWED: dict[str, set[str]] = {
+    "": set(),  # the package root: version and namespace set-up only
+    "text": set(),
+    "config": set(),
+    "protocol": {"text"},
+    "core": {"protocol", "config", "text"},
+    "transport": {"protocol", "config", "text"},
+    "converter": {"core", "transport", "protocol", "config", "text"},
+    "nodeset": set(),
+    "simulation": {"core", "converter", "protocol", "config", "text"},
+    "ros": {
+        "core", "converter", "transport", "simulation", "nodeset", "protocol", "config", "text",
+        "msg", "srv", "action", "",
+    },
+    "tools": {
+        "ros", "core", "converter", "transport", "simulation", "nodeset", "protocol", "config",
+        "text", "msg", "srv", "action", "",
+    },
+}  # fmt: skip
+"""part -> parts it may import ("" = the package root); the docstring above in words."""
+
+
+def part_of(module: str) -> str | None:
+    """``evse_can_ros.core.bridge`` -> ``core``; None outside the package."""
+    parts = module.split(".")
+    if parts[0] != "evse_can_ros":
+        return None
+    return parts[1] if len(parts) > 1 else ""
+
+
+def layer_violations(files: list[Path] | None = None) -> list[str]:
+    found = []
+    for path in files or python_files():
+        rel = path.resolve().relative_to(PACKAGE.parent).with_suffix("")
+        module = ".".join(p for p in rel.parts if p != "__init__")
+        source = part_of(module)
+        assert source is not None
+        allowed = ALLOWED.get(source)
+        assert allowed is not None, f"{path}: part {source!r} missing from ALLOWED"
+        for imported in sorted(imported_modules(path)):
+            target = part_of(imported)
+            if target is not None and target != source and target not in allowed:
+                found.append(f"{rel}: {source} -> {target} ({imported})")
+    return found
+
+
+def test_dependencies_point_one_way() -> None:
+    assert not layer_violations(), "imports against the layers:\n" + "\n".join(layer_violations())
+
+
+def test_the_layer_check_catches_a_wrong_import(tmp_path: Path) -> None:
+    """The check is not vacuous: a core module importing a converter backend is reported."""
+    bad = PACKAGE / "core" / "_architecture_probe.py"
+    bad.write_text("from evse_can_ros.converter.simulated import SimulatedConverter\n")
+    try:
+        assert layer_violations([bad]) == [
+            "evse_can_ros/core/_architecture_probe: core -> converter "
+            "(evse_can_ros.converter.simulated)"
+        ]
+    finally:
+        bad.unlink()
+
+
+def test_no_node_file_imports_another_node_file() -> None:
+    nodes = sorted(ROS_GLUE.glob("*_node.py"))
+    assert len(nodes) >= 4
+    offenders = [
+        f"{p.name} imports {m}"
+        for p in nodes
+        for m in imported_modules(p)
+        if m.startswith("evse_can_ros.ros.") and m.endswith("_node") and not m.endswith(p.stem)
+    ]
+    assert not offenders, offenders

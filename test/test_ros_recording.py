@@ -27,7 +27,7 @@ from evse_can_ros.ros.recording import SessionRecorder, decode_to_bag  # noqa: E
 from evse_can_ros.ros.testing import RosHarness  # noqa: E402
 from evse_can_ros.tools.bus_peer import BusPeer  # noqa: E402
 from evse_can_ros.tools.replay import replay_to_bus, select_frames  # noqa: E402
-from evse_can_ros.tools.sessionlog import read_session  # noqa: E402
+from evse_can_ros.transport.sessionlog import read_session  # noqa: E402
 
 EVENT_TOPICS = sorted({t.name for t in TOPIC_OF_MESSAGE.values()})
 

@@ -28,7 +28,7 @@ from evse_can_ros.protocol import (
 )
 from evse_can_ros.tools.plot import decode_series, plot_session
 from evse_can_ros.tools.replay import replay_to_bus, select_frames
-from evse_can_ros.tools.sessionlog import read_session
+from evse_can_ros.transport.sessionlog import read_session
 
 S = ControllerState
 

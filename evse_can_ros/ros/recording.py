@@ -5,8 +5,8 @@
   the serialized messages unchanged with rosbags (mcap by default), together with their
   message definitions and type hashes, so that ``ros2 bag info/play`` can read the bag. Metadata
   (custom_data): protocol version, database hash, pistol index, package version.
-* :func:`decode_to_bag` passes a recorded session (:mod:`evse_can_ros.tools.sessionlog`) through
-  the bridge's own decoder and writes the typed topics the bridge would have published, stamped
+* :func:`decode_to_bag` passes a recorded session (``transport.sessionlog``) through the bridge's
+  own decoder and writes the typed topics the bridge would have published, stamped
   with the frames' times, without any bus.
 """
 
@@ -32,7 +32,7 @@ from evse_can_ros.core.bridge import BridgeConfig, BridgeCore, RxKind
 from evse_can_ros.protocol import AdvanticsControllerStatus, load_codec
 from evse_can_ros.ros import conversions as conv
 from evse_can_ros.ros.interfaces import TOPIC_OF_MESSAGE, TOPICS
-from evse_can_ros.tools.sessionlog import Session
+from evse_can_ros.transport.sessionlog import Session
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +212,7 @@ def decode_to_bag(
     storage: str = "mcap",
 ) -> DecodeStats:
     """Decode ``session`` through the bridge's decoder into a new bag of typed topics."""
-    from evse_can_ros.tools.plot import decode_series
-
-    pistol = pistol or decode_series(session).pistol
+    pistol = pistol or session.main_pistol()
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     codec = load_codec()
     core = BridgeCore(codec, BridgeConfig(pistol_index=pistol))

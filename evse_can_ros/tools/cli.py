@@ -485,7 +485,7 @@ def _report_problems(session: object) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from evse_can_ros.tools.sessionlog import read_session
+    from evse_can_ros.transport.sessionlog import read_session
 
     session = read_session(args.input)
     status = _report_problems(session)
@@ -559,7 +559,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from evse_can_ros.tools.plot import plot_session
-    from evse_can_ros.tools.sessionlog import read_session
+    from evse_can_ros.transport.sessionlog import read_session
 
     session = read_session(args.input)
     status = _report_problems(session)

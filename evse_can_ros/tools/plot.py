@@ -1,6 +1,6 @@
 """``evse-can-ros plot``: a PNG of a charge session from its CAN frames (no rclpy).
 
-The frames, from a bag or a CAN log (see sessionlog), are decoded with the codec:
+The frames, from a bag or a CAN log (see transport.sessionlog), are decoded with the codec:
 ``Power_Modules_Status`` gives the measured voltage and current, ``Charging_Loop`` the requests
 and the SoC, ``Advantics_Controller_Status`` the controller state (coloured bands).
 ``Emergency_Stop``, ``Charge_Session_Finished`` (Rushed_Stop), heartbeat gaps and
@@ -27,7 +27,7 @@ from evse_can_ros.protocol import (
     SessionEnd,
     load_codec,
 )
-from evse_can_ros.tools.sessionlog import Session
+from evse_can_ros.transport.sessionlog import Session
 
 HEARTBEAT_GAP = 0.2  # s (spec 6.13)
 
@@ -94,11 +94,7 @@ def decode_series(
         tf for tf in session.frames if tf.frame.is_extended_id and not tf.frame.is_error_frame
     ]
     if pistol is None:
-        counts: dict[int, int] = {}
-        for tf in frames:
-            idx = tf.frame.arbitration_id >> 24
-            counts[idx] = counts.get(idx, 0) + 1
-        pistol = max(counts, key=lambda k: counts[k]) if counts else 1
+        pistol = session.main_pistol()
     s = Series(pistol)
     t0 = frames[0].t if frames else 0.0
     state: ControllerState | None = None

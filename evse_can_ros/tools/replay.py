@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import can
 
 from evse_can_ros.protocol import Codec, load_codec
-from evse_can_ros.tools.sessionlog import Session, TimedFrame
+from evse_can_ros.transport.sessionlog import Session, TimedFrame
 
 
 @dataclass

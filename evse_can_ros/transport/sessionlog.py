@@ -64,6 +64,15 @@ class Session:
         """True if frames were read and nothing went wrong."""
         return bool(self.frames) and not self.problems
 
+    def main_pistol(self) -> int:
+        """Return the pistol index (id bits 28..24) of most 29-bit frames (1 if none)."""
+        counts: dict[int, int] = {}
+        for tf in self.frames:
+            if tf.frame.is_extended_id and not tf.frame.is_error_frame:
+                idx = tf.frame.arbitration_id >> 24
+                counts[idx] = counts.get(idx, 0) + 1
+        return max(counts, key=lambda k: counts[k]) if counts else 1
+
 
 def is_bag(path: Path) -> bool:
     """Return True if ``path`` looks like a rosbag2 (directory with metadata.yaml, .mcap, .db3)."""
