@@ -163,3 +163,17 @@ def test_no_node_file_imports_another_node_file() -> None:
         if m.startswith("evse_can_ros.ros.") and m.endswith("_node") and not m.endswith(p.stem)
     ]
     assert not offenders, offenders
+
+
+def test_no_long_function_without_a_reason() -> None:
+    """Functions over 60 lines say why in their docstring ("Long: ...")."""
+    long = []
+    for path in python_files():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                doc = ast.get_docstring(node) or ""
+                if size > 60 and "Long:" not in doc:
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({size})")
+    assert not long, long

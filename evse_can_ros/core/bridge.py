@@ -479,9 +479,7 @@ class BridgeCore:
 
     def poll(self, now: float) -> tuple[list[Outgoing], list[Event]]:
         """Run supervision and return the frames due now (in send order) and new events."""
-        out: list[Outgoing] = []
-        # heartbeat supervision (PM-07)
-        if (
+        if (  # heartbeat supervision (PM-07)
             self.alive
             and self.last_heartbeat is not None
             and now - self.last_heartbeat > self.config.heartbeat_timeout
@@ -489,16 +487,37 @@ class BridgeCore:
             self._lose_controller(
                 f"no Advantics_Controller_Status for {(now - self.last_heartbeat) * 1000:.0f} ms"
             )
-        # button releases (PM-17), counted from the frame that carried the press
+        out = self._sequence_frames(now)
+        if (  # Power_Modules_Status (PM-09)
+            self.power_status is not None
+            and self._next_status is not None
+            and now >= self._next_status - 1e-6
+        ):
+            out.append(self._outgoing(self._status_to_send(now), now))
+            self._next_status += self.config.status_period
+            if self._next_status <= now:  # we fell behind (stall): restart the schedule
+                self._next_status = now + self.config.status_period
+        if (  # controller outputs (PM-47)
+            self.outputs is not None
+            and self._next_outputs is not None
+            and now >= self._next_outputs - 1e-6
+        ):
+            out.append(self._outgoing(self.outputs, now))
+            self._next_outputs = max(self._next_outputs + self.config.outputs_period, now)
+        events, self._events = self._events, []
+        self.counters.tx_frames += len(out)
+        return out, events
+
+    def _sequence_frames(self, now: float) -> list[Outgoing]:
+        """Button releases, limits, then the flags that depend on them (PM-17, PM-19)."""
+        out: list[Outgoing] = []
         for button, release_at in list(self._pulse_release.items()):
-            if release_at is not None and now >= release_at:
+            if release_at is not None and now >= release_at:  # counted from the sent press
                 del self._pulse_release[button]
                 self._set_flags(**{button: ButtonState.NOT_PRESSED})
-        # Charge_Parameters_Done after a limits frame that was sent (not failed) (PM-19)
-        if self._done_after is not None:
+        if self._done_after is not None:  # the limits frame before was sent (not failed)
             self._done_after = None
             self._set_flags(charge_parameters_done=Completion.DONE)
-        # limits first, then the flags that depend on them (PM-19)
         if self._limits_pending is not None and (
             self._limits_last_time is None
             or now - self._limits_last_time >= self.config.limits_min_interval - 1e-9
@@ -518,27 +537,7 @@ class BridgeCore:
             for button, release_at in self._pulse_release.items():
                 if release_at is None and getattr(self.flags, button) == ButtonState.PRESSED:
                     self._pulse_release[button] = now + self.config.button_pulse
-        # Power_Modules_Status (PM-09)
-        if (
-            self.power_status is not None
-            and self._next_status is not None
-            and now >= self._next_status - 1e-6
-        ):
-            out.append(self._outgoing(self._status_to_send(now), now))
-            self._next_status += self.config.status_period
-            if self._next_status <= now:  # we fell behind (stall): restart the schedule
-                self._next_status = now + self.config.status_period
-        # controller outputs (PM-47)
-        if (
-            self.outputs is not None
-            and self._next_outputs is not None
-            and now >= self._next_outputs - 1e-6
-        ):
-            out.append(self._outgoing(self.outputs, now))
-            self._next_outputs = max(self._next_outputs + self.config.outputs_period, now)
-        events, self._events = self._events, []
-        self.counters.tx_frames += len(out)
-        return out, events
+        return out
 
     def send_failed(self, message: CanMessage) -> None:
         """Queue flags and limits again after a frame from :meth:`poll` could not be sent.

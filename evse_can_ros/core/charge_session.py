@@ -447,70 +447,63 @@ class ChargeSession:
         """Decide the commands due now; sets :attr:`result` when the goal is over."""
         if self.result is not None:
             return []
-        o, g, c = self.obs, self.goal, self.config
+        o = self.obs
         out, self._pending = self._pending, []
-        active = o.session_opened_at is not None and o.ended_at is None
-        # before the session: plug-in timeout, CHAdeMO start pulses, cancel
-        if o.session_opened_at is None:
-            if self._stop_reason == Outcome.CANCELLED:
-                self._finish(
-                    now,
-                    ErrorCode.CANCELLED,
-                    "cancelled before a vehicle session opened",
-                    Outcome.CANCELLED,
-                )
-                return out
-            if g.plug_in_timeout and now - self.started > g.plug_in_timeout:
-                if o.only_not_available and o.state == S.NOT_AVAILABLE:
-                    self._finish(
-                        now,
-                        ErrorCode.NOT_AUTHORISED,
-                        "the controller stayed Not_Available: start authorisation withheld",
-                        Outcome.FAILED,
-                    )
-                else:
-                    self._finish(
-                        now,
-                        ErrorCode.PLUG_IN_TIMEOUT,
-                        f"no vehicle session within {g.plug_in_timeout:g} s",
-                        Outcome.FAILED,
-                    )
-                return out
-            if (
-                g.press_chademo_start
-                and o.alive
-                and o.state == S.WAITING_FOR_PEV
-                and (
-                    self._last_chademo_press is None
-                    or now - self._last_chademo_press >= c.chademo_press_interval
-                )
-            ):
-                self._last_chademo_press = now
-                out.append(PressChademoStart())
-        # session parameters
-        if (
-            active
-            and not self._limits_sent_for_session
-            and (o.session is not None or o.state == S.CONNECTED_WITH_FULL_INFO)
+        if o.session_opened_at is None and self._before_session(now, out):
+            return out  # the goal ended before any session
+        if o.session_opened_at is not None and o.ended_at is None:
+            self._in_session(now, out)
+        if o.ended_at is not None:
+            self._after_session(now)
+        return out
+
+    def _before_session(self, now: float, out: list[Command]) -> bool:
+        """Cancel, plug-in timeout, CHAdeMO start pulses; True if the goal has ended."""
+        o, g, c = self.obs, self.goal, self.config
+        if self._stop_reason == Outcome.CANCELLED:
+            self._finish(
+                now,
+                ErrorCode.CANCELLED,
+                "cancelled before a vehicle session opened",
+                Outcome.CANCELLED,
+            )
+            return True
+        if g.plug_in_timeout and now - self.started > g.plug_in_timeout:
+            if o.only_not_available and o.state == S.NOT_AVAILABLE:
+                code = ErrorCode.NOT_AUTHORISED
+                text = "the controller stayed Not_Available: start authorisation withheld"
+            else:
+                code = ErrorCode.PLUG_IN_TIMEOUT
+                text = f"no vehicle session within {g.plug_in_timeout:g} s"
+            self._finish(now, code, text, Outcome.FAILED)
+            return True
+        press_due = (
+            self._last_chademo_press is None
+            or now - self._last_chademo_press >= c.chademo_press_interval
+        )
+        if g.press_chademo_start and o.alive and o.state == S.WAITING_FOR_PEV and press_due:
+            self._last_chademo_press = now
+            out.append(PressChademoStart())
+        return False
+
+    def _in_session(self, now: float, out: list[Command]) -> None:
+        """Send limits and CCS decision, check stop conditions, pulse stop, watch the link."""
+        o, g, c = self.obs, self.goal, self.config
+        if not self._limits_sent_for_session and (
+            o.session is not None or o.state == S.CONNECTED_WITH_FULL_INFO
         ):
             self._limits_sent_for_session = True
             out.append(SetLimits(g.max_voltage, self._current_limit(), True, g.max_power))
-        if active and o.state == S.CCS_AUTHORISATION_PROCESS and not self._ccs_decided:
+        if o.state == S.CCS_AUTHORISATION_PROCESS and not self._ccs_decided:
             self._ccs_decided = True
             out.append(SetCcsAuthorisation(g.accept_ccs_authorisation))
-        # stop conditions during charging
-        if active and self._stop_reason is None and o.state == S.CHARGING:
+        if self._stop_reason is None and o.state == S.CHARGING:
             reason = self._limit_reached(now)
             if reason:
                 self._stop_reason, self._stop_text = Outcome.LIMIT_REACHED, reason
                 log.info("stopping the charge: %s", reason)
-        if (
-            active
-            and self._stop_reason is not None
-            and (
-                self._last_stop_press is None
-                or now - self._last_stop_press >= c.stop_repeat_interval
-            )
+        if self._stop_reason is not None and (
+            self._last_stop_press is None or now - self._last_stop_press >= c.stop_repeat_interval
         ):
             self._last_stop_press = now
             out.append(PressUserStop())
@@ -518,28 +511,28 @@ class ChargeSession:
         if (
             not o.alive
             and o.lost_since is not None
-            and o.session_opened_at is not None
-            and o.ended_at is None
-            and now - o.lost_since >= c.controller_lost_grace
+            and now - o.lost_since >= (c.controller_lost_grace)
         ):
             self._session_ended(now, None)
-        # after the session: wait for a safe voltage, then the result
-        if o.ended_at is not None:
-            safe = math.isfinite(o.voltage) and o.voltage <= c.safe_voltage
-            if safe or now - o.ended_at >= c.safe_voltage_timeout:
-                code, text, outcome = _classify(
-                    o, g, self._stop_reason, self._stop_text, self._ccs_decided
-                )
-                if not safe:
-                    code = code if code != ErrorCode.NONE else ErrorCode.UNSAFE_VOLTAGE
-                    text = (text + "; " if text else "") + (
-                        f"output still at {o.voltage:.0f} V after {c.safe_voltage_timeout:g} s"
-                        if math.isfinite(o.voltage)
-                        else "no output voltage measurement"
-                    )
-                    outcome = outcome if outcome != Outcome.COMPLETED else Outcome.FAILED
-                self._finish(now, code, text, outcome, safe)
-        return out
+
+    def _after_session(self, now: float) -> None:
+        """Wait for a safe output voltage (or give up), then decide the result."""
+        o, c = self.obs, self.config
+        safe = math.isfinite(o.voltage) and o.voltage <= c.safe_voltage
+        if not safe and now - (o.ended_at or now) < c.safe_voltage_timeout:
+            return
+        code, text, outcome = _classify(
+            o, self.goal, self._stop_reason, self._stop_text, self._ccs_decided
+        )
+        if not safe:
+            code = code if code != ErrorCode.NONE else ErrorCode.UNSAFE_VOLTAGE
+            text = (text + "; " if text else "") + (
+                f"output still at {o.voltage:.0f} V after {c.safe_voltage_timeout:g} s"
+                if math.isfinite(o.voltage)
+                else "no output voltage measurement"
+            )
+            outcome = outcome if outcome != Outcome.COMPLETED else Outcome.FAILED
+        self._finish(now, code, text, outcome, safe)
 
     def fail(self, now: float, code: ErrorCode, text: str) -> None:
         """End the goal now with ``code`` (e.g. the bridge never confirmed its commands)."""
@@ -643,27 +636,9 @@ def _classify(
     its consequence).
     """
     clean = o.session_end == SessionEnd.CLEAN_STOP
-    if o.converter_fault:
-        code = ErrorCode.INSULATION_FAULT if o.insulation_fault else ErrorCode.CONVERTER_FAULT
-        return code, f"power side fault: {o.converter_fault}", Outcome.FAILED
-    lost = o.lost_in_session and not clean and o.lost_at is not None
-    emergency_first = o.emergency is not None and (
-        not lost or (o.emergency_at or 0.0) <= (o.lost_at or 0.0)
-    )
-    if o.emergency is not None and emergency_first:
-        code = (
-            ErrorCode.EMERGENCY_STOP_PEV
-            if o.emergency == EmergencyStopOrigin.PEV
-            else ErrorCode.EMERGENCY_STOP_EVSE
-        )
-        return code, f"emergency stop, origin {o.emergency.label}", Outcome.FAILED
-    if lost:
-        why = f": {o.lost_reason}" if o.lost_reason else ""
-        return (
-            ErrorCode.CONTROLLER_LOST,
-            f"controller link lost during the session{why}",
-            Outcome.FAILED,
-        )
+    fault = _fault_cause(o, clean)
+    if fault is not None:
+        return fault[0], fault[1], Outcome.FAILED
     if ccs_decided and not g.accept_ccs_authorisation:
         return (
             ErrorCode.AUTHORISATION_REFUSED,
@@ -676,6 +651,27 @@ def _classify(
         return ErrorCode.NONE, "", Outcome.LIMIT_REACHED
     if clean:
         return ErrorCode.NONE, "", Outcome.COMPLETED
+    return _where_it_ended(o)
+
+
+def _fault_cause(o: _Observed, clean: bool) -> tuple[ErrorCode, str] | None:
+    """Return the fault that ended the session, most specific first (see :func:`_classify`)."""
+    if o.converter_fault:
+        code = ErrorCode.INSULATION_FAULT if o.insulation_fault else ErrorCode.CONVERTER_FAULT
+        return code, f"power side fault: {o.converter_fault}"
+    lost = o.lost_in_session and not clean and o.lost_at is not None
+    if o.emergency is not None and (not lost or (o.emergency_at or 0.0) <= (o.lost_at or 0.0)):
+        pev = o.emergency == EmergencyStopOrigin.PEV
+        code = ErrorCode.EMERGENCY_STOP_PEV if pev else ErrorCode.EMERGENCY_STOP_EVSE
+        return code, f"emergency stop, origin {o.emergency.label}"
+    if lost:
+        why = f": {o.lost_reason}" if o.lost_reason else ""
+        return ErrorCode.CONTROLLER_LOST, f"controller link lost during the session{why}"
+    return None
+
+
+def _where_it_ended(o: _Observed) -> tuple[ErrorCode, str, Outcome]:
+    """Classify an abnormal end without a fault by the stage it happened in."""
     last = o.stages_seen[-1] if o.stages_seen else Stage.NEGOTIATING
     before_charging = [s for s in o.stages_seen if s <= Stage.CHARGING]
     where = before_charging[-1] if before_charging else last

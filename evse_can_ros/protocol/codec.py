@@ -352,6 +352,10 @@ def _check_version(db: Any, version: ProtocolVersion, path: Path) -> None:
 def _build_spec(
     db: Any, message_type: type[CanMessage], path: Path, version: ProtocolVersion
 ) -> MessageSpec:
+    """Check one database message against its typed class and precompute its spec.
+
+    Long: every check that makes a wrong database fail at start-up, in one place.
+    """
     try:
         m = db.get_message_by_name(message_type.NAME)
     except KeyError:

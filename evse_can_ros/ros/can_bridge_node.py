@@ -64,6 +64,33 @@ class CanBridgeNode(Node):
 
     def __init__(self, node_name: str = "can_bridge", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
+        self._declare_parameters()
+        self.state_period = 0.1
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.core = BridgeCore(self.codec, self.config)
+        self._frame_id = f"{self.link_config.interface}:{self.link_config.channel}"
+        self.guard = Guard(self, self._internal_error)
+        self._create_interfaces()
+        self._diag_last = (time.monotonic(), 0, 0)
+        self.link = CanLink(
+            self.link_config,
+            self._on_frame,
+            self._on_link,
+            filters=[pistol_filter(self.config.pistol_index)],
+        )
+        start_link(self, self.link)
+        self._tx_thread = threading.Thread(target=self._tx_loop, name="can-tx", daemon=True)
+        self._tx_thread.start()
+        self.get_logger().info(
+            f"bridging pistol {self.config.pistol_index} on {self.link.describe()} "
+            f"({self.link_config.bitrate or 'interface default'} bit/s, database "
+            f"{self.codec.database_path.name})"
+        )
+
+    def _declare_parameters(self) -> None:
         try:
             self.config = declare_config(self, BridgeConfig)
             self.link_config = declare_config(self, LinkConfig, prefix="can_")
@@ -87,17 +114,9 @@ class CanBridgeNode(Node):
                 ),
             ).value
         )
-        self.state_period = 0.1
-        self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self.core = BridgeCore(self.codec, self.config)
-        self._frame_id = f"{self.link_config.interface}:{self.link_config.channel}"
-
-        self.guard = Guard(self, self._internal_error)
-        # publishers (the topic table in ros/interfaces.py)
+    def _create_interfaces(self) -> None:
+        """Create the publishers (ros/interfaces.py), the subscription and the services."""
         self.pub = {
             t.name: self.create_publisher(t.ros_type, t.name, t.qos) for t in publications(BRIDGE)
         }
@@ -108,7 +127,6 @@ class CanBridgeNode(Node):
         self.pub_flags = self.pub["sequence_control"]
         self.pub_rx, self.pub_tx = self.pub["can_rx"], self.pub["can_tx"]
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        # inputs
         status_topic = "power_modules_status"
         self.create_subscription(
             ros.PowerModulesStatus,
@@ -124,22 +142,6 @@ class CanBridgeNode(Node):
         self.create_service(srv.SetControllerOutputs, "set_controller_outputs", self._srv_outputs)
         self.create_timer(1.0, self._publish_diagnostics)
         self.create_timer(1.0, self._publish_battery_state)
-        self._diag_last = (time.monotonic(), 0, 0)
-
-        self.link = CanLink(
-            self.link_config,
-            self._on_frame,
-            self._on_link,
-            filters=[pistol_filter(self.config.pistol_index)],
-        )
-        start_link(self, self.link)
-        self._tx_thread = threading.Thread(target=self._tx_loop, name="can-tx", daemon=True)
-        self._tx_thread.start()
-        self.get_logger().info(
-            f"bridging pistol {self.config.pistol_index} on {self.link.describe()} "
-            f"({self.link_config.bitrate or 'interface default'} bit/s, database "
-            f"{self.codec.database_path.name})"
-        )
 
     # --- receive thread -----------------------------------------------------------------------
 
@@ -364,94 +366,90 @@ class CanBridgeNode(Node):
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
-        stats = self.link.stats
+        name = self.get_fully_qualified_name()
+        hw = f"{self._frame_id} pistol {self.config.pistol_index}"
         with self._lock:
-            c = self.core.counters
-            counters = dict(vars(c))
-            alive, seen = self.core.alive, self.core.last_heartbeat is not None
-            state = self.core.controller_state
-            hb_age, ps_age = self.core.heartbeat_age(now), self.core.power_status_age(now)
-            stale, status = self.core.power_status_stale, self.core.power_status
+            counters = dict(vars(self.core.counters))
+            statuses = [
+                self._bus_status(now, counters),
+                self._heartbeat_status(now, counters),
+                self._power_status(now, counters),
+            ]
+        arr = DiagnosticArray(
+            status=[_status(f"{name}: {title}", hw, *rest) for title, *rest in statuses]
+        )
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
+
+    def _bus_status(self, now: float, counters: dict[str, int]) -> tuple[Any, ...]:
+        stats = self.link.stats
         t0, rx0, tx0 = self._diag_last
         dt = max(now - t0, 1e-6)
         self._diag_last = (now, stats.rx_frames, stats.tx_frames)
-        hw = f"{self._frame_id} pistol {self.config.pistol_index}"
-        name = self.get_fully_qualified_name()
-
         errors = counters["internal_errors"] + stats.handler_errors
         if not self.link.up:
             level, text = DiagnosticStatus.ERROR, f"down: {self.link.last_error}"
         elif errors:
-            level, text = (
-                DiagnosticStatus.ERROR,
-                f"internal errors: {errors} ({self.guard.last_error})",
-            )
+            level = DiagnosticStatus.ERROR
+            text = f"internal errors: {errors} (last: {self.guard.last_error})"
         else:
             level, text = DiagnosticStatus.OK, "up"
-        bus = _status(
-            f"{name}: CAN bus",
-            hw,
-            level,
-            text,
-            interface=self.link_config.interface,
-            channel=self.link_config.channel,
-            bitrate=self.link_config.bitrate,
-            rx_frames_per_s=f"{(stats.rx_frames - rx0) / dt:.1f}",
-            tx_frames_per_s=f"{(stats.tx_frames - tx0) / dt:.1f}",
-            rx_frames=stats.rx_frames,
-            tx_frames=stats.tx_frames,
-            tx_failures=stats.tx_failures,
-            rx_failures=stats.rx_failures,
-            bus_off_events=stats.bus_off_events,
-            reconnects=stats.reconnects,
-            error_frames=counters["rx_error_frames"],
-            malformed_frames=counters["rx_malformed"],
-            foreign_frames=counters["rx_foreign"],
-            unexpected_frames=counters["rx_unexpected"],
-            padded_frames=counters["rx_padded"],
-            internal_errors=errors,
-        )
-        if alive:
+        values = {
+            "interface": self.link_config.interface,
+            "channel": self.link_config.channel,
+            "bitrate": self.link_config.bitrate,
+            "rx_frames_per_s": f"{(stats.rx_frames - rx0) / dt:.1f}",
+            "tx_frames_per_s": f"{(stats.tx_frames - tx0) / dt:.1f}",
+            "rx_frames": stats.rx_frames,
+            "tx_frames": stats.tx_frames,
+            "tx_failures": stats.tx_failures,
+            "rx_failures": stats.rx_failures,
+            "bus_off_events": stats.bus_off_events,
+            "reconnects": stats.reconnects,
+            "error_frames": counters["rx_error_frames"],
+            "malformed_frames": counters["rx_malformed"],
+            "foreign_frames": counters["rx_foreign"],
+            "unexpected_frames": counters["rx_unexpected"],
+            "padded_frames": counters["rx_padded"],
+            "internal_errors": errors,
+        }
+        return "CAN bus", level, text, values
+
+    def _heartbeat_status(self, now: float, counters: dict[str, int]) -> tuple[Any, ...]:
+        core = self.core
+        state, age = core.controller_state, core.heartbeat_age(now)
+        if core.alive:
             level, text = DiagnosticStatus.OK, f"alive, state {state.label if state else '?'}"
-        elif seen:
-            level, text = DiagnosticStatus.ERROR, f"heartbeat lost ({hb_age * 1000:.0f} ms)"
+        elif core.last_heartbeat is not None:
+            level, text = DiagnosticStatus.ERROR, f"heartbeat lost ({age * 1000:.0f} ms)"
         else:
             level, text = DiagnosticStatus.WARN, "no heartbeat received yet"
-        ctrl = _status(
-            f"{name}: controller heartbeat",
-            hw,
-            level,
-            text,
-            state=state.label if state is not None else "none",
-            heartbeat_age_ms=_ms(hb_age),
-            heartbeat_losses=counters["heartbeat_losses"],
-        )
+        values = {
+            "state": state.label if state is not None else "none",
+            "heartbeat_age_ms": _ms(age),
+            "heartbeat_losses": counters["heartbeat_losses"],
+            "lost_reason": core.lost_reason,
+        }
+        return "controller heartbeat", level, text, values
+
+    def _power_status(self, now: float, counters: dict[str, int]) -> tuple[Any, ...]:
+        stale, status = self.core.power_status_stale, self.core.power_status
         if status is None:
-            level, text = (
-                DiagnosticStatus.WARN,
-                "no status from the converter driver: Power_Modules_Status not sent",
-            )
+            level = DiagnosticStatus.WARN
+            text = "no status from the converter driver: Power_Modules_Status not sent"
         elif stale:
-            level, text = (
-                DiagnosticStatus.ERROR,
-                "converter driver status stale: sending System_Enable=0",
-            )
+            level = DiagnosticStatus.ERROR
+            text = "converter driver status stale: sending System_Enable=0"
         else:
             level, text = DiagnosticStatus.OK, "fresh"
-        power = _status(
-            f"{name}: power status",
-            hw,
-            level,
-            text,
-            age_ms=_ms(ps_age),
-            stale_events=counters["stale_power_status"],
-            system_enable=bool(status and status.system_enable and not stale),
-            present_voltage=status.present_voltage if status else "none",
-            present_current=status.present_current if status else "none",
-        )
-        arr = DiagnosticArray(status=[bus, ctrl, power])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(arr)
+        values = {
+            "age_ms": _ms(self.core.power_status_age(now)),
+            "stale_events": counters["stale_power_status"],
+            "system_enable": bool(status and status.system_enable and not stale),
+            "present_voltage": status.present_voltage if status else "none",
+            "present_current": status.present_current if status else "none",
+        }
+        return "power status", level, text, values
 
     def _publish_battery_state(self) -> None:
         with self._lock:
@@ -513,7 +511,9 @@ def _outputs_message(req: Any) -> AdmCsSeccOutputs | AdmCsSpccOutputs | None:
     raise ValueError(f"unknown board {req.board} (0 = ADM-CS-SECC, 1 = ADM-CS-SPCC)")
 
 
-def _status(name: str, hw: str, level: bytes, message: str, **values: Any) -> DiagnosticStatus:
+def _status(
+    name: str, hw: str, level: bytes, message: str, values: dict[str, Any]
+) -> DiagnosticStatus:
     return DiagnosticStatus(
         level=level,
         name=name,

@@ -121,7 +121,11 @@ def run_charge(
     on_feedback: Callable[[Any], None] | None = None,
     context: Any = None,
 ) -> tuple[int, Any]:
-    """Send the goal and follow it; return (exit code, result or None)."""
+    """Send the goal and follow it; return (exit code, result or None).
+
+    Long: one client session (feedback printing, Ctrl-C = cancel, clean-up) reads best as one
+    piece with its small closures.
+    """
     own_context = context is None
     if own_context:
         context = new_context()

@@ -211,7 +211,10 @@ def decode_to_bag(
     namespace: str = "",
     storage: str = "mcap",
 ) -> DecodeStats:
-    """Decode ``session`` through the bridge's decoder into a new bag of typed topics."""
+    """Decode ``session`` through the bridge's decoder into a new bag of typed topics.
+
+    Long: one pass over the frames writing raw, state and typed topics side by side.
+    """
     pistol = pistol or session.main_pistol()
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     codec = load_codec()

@@ -76,7 +76,10 @@ def _add_charge(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 
 def add_goal_arguments(p: argparse.ArgumentParser, target_soc: float = 0.0) -> None:
-    """Add the Charge goal options (shared by ``charge`` and ``sim``)."""
+    """Add the Charge goal options (shared by ``charge`` and ``sim``).
+
+    Long: a declarative list of options, one per goal field.
+    """
     p.add_argument(
         "--target-soc",
         type=float,

@@ -88,7 +88,10 @@ class Series:
 def decode_series(
     session: Session, pistol: int | None = None, codec: Codec | None = None
 ) -> Series:
-    """Decode the session's frames of ``pistol`` (default: the most frequent index)."""
+    """Decode the session's frames of ``pistol`` (default: the most frequent index).
+
+    Long: one pass over the frames, one branch per message the plot shows.
+    """
     codec = codec or load_codec()
     frames = [
         tf for tf in session.frames if tf.frame.is_extended_id and not tf.frame.is_error_frame
@@ -160,7 +163,10 @@ def decode_series(
 def plot_session(
     session: Session, output: str | Path, pistol: int | None = None, title: str | None = None
 ) -> Series:
-    """Write the session plot to ``output`` (PNG); return the decoded series."""
+    """Write the session plot to ``output`` (PNG); return the decoded series.
+
+    Long: matplotlib calls for the four panels, in drawing order.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
