@@ -15,8 +15,9 @@ def test_decode_prints_typed_fields(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_decode_reports_bad_frames_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["decode", "01068009#0700", "--pistol-index", "1"]) == 1
+    assert main(["decode", "01068009#0700", "--pistol", "1"]) == 1  # the tool shows the DLC
     assert "DLC 2, expected 1" in capsys.readouterr().out
+    assert main(["decode", "01068009#0700", "--pistol-index", "1"]) == 1  # the former name
 
 
 @pytest.mark.parametrize("text", ["nonsense", "0106800G#00", "01068009#001122334455667788"])

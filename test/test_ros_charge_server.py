@@ -1,8 +1,8 @@
 """charge_server + can_bridge over the virtual bus, with a scripted controller (vendor KCD).
 
-The full end-to-end charge (with the controller simulator and the converter driver) is in
-test_ros_end_to_end.py; here the controller side is scripted frame by frame so that each goal
-policy is checked in isolation.
+Whole charges (controller simulator + converter driver) are in test_e2e_sim.py (ROS) and
+test_charger_sim.py (simulated clock); here the controller side is scripted frame by frame, to
+prove the node's wiring: goals, refusals, cancel, faults, bring-up order.
 """
 
 from __future__ import annotations

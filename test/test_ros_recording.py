@@ -1,7 +1,7 @@
 """Record a session through the bridge, replay it offline and on the virtual bus: same stream.
 
-The session here is scripted with the vendor KCD; test_ros_end_to_end.py records a full
-simulated session (controller simulator + converter driver) the same way.
+The session here is scripted with the vendor KCD: the recorder and the decoder do not depend on
+who plays the controller.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ from evse_can_ros.protocol.ids import (
 )
 from evse_can_ros.protocol.messages import CanMessage, LabelEnum, field_name
 from evse_can_ros.protocol.versions import DEFAULT_PROTOCOL_VERSION, ProtocolVersion
+from evse_can_ros.text import one_line
 
 RESERVED_SIGNAL = "Reserved"
 DEFAULT_BITRATE = 500_000
@@ -132,7 +133,7 @@ class Codec:
                 raw.decode("utf-8"), database_format=_format_of(path), strict=True
             )
         except (cantools.database.errors.Error, UnicodeDecodeError, ValueError, KeyError) as exc:
-            raise DatabaseError(f"cannot load CAN database {path}: {_one_line(exc)}") from None
+            raise DatabaseError(f"cannot load CAN database {path}: {one_line(exc)}") from None
         _check_version(db, version, path)
         self._by_name: dict[str, MessageSpec] = {}
         self._by_base: dict[int, MessageSpec] = {}
@@ -218,7 +219,7 @@ class Codec:
         try:
             data = spec.db_message.encode(raw, scaling=False, padding=False, strict=False)
         except Exception as exc:  # cantools/bitstruct: should be unreachable after _to_raw
-            raise SignalError(f"cannot encode {spec.name}: {_one_line(exc)}") from None
+            raise SignalError(f"cannot encode {spec.name}: {one_line(exc)}") from None
         return CanFrame(can_id, bytes(data), timestamp)
 
     # --- decode ---------------------------------------------------------------------------------
@@ -286,7 +287,7 @@ class Codec:
         try:
             raw: dict[str, int] = spec.db_message.decode(data, decode_choices=False, scaling=False)
         except Exception as exc:  # cantools: should be unreachable after the DLC check
-            raise FrameLengthError(f"cannot decode {spec.name}: {_one_line(exc)}") from None
+            raise FrameLengthError(f"cannot decode {spec.name}: {one_line(exc)}") from None
         values: dict[str, Any] = {}
         for sig in spec.signals:
             r = raw[sig.name]
@@ -325,11 +326,6 @@ def _format_of(path: Path) -> str:
     if suffix not in formats:
         raise DatabaseError(f"CAN database {path} must be a .dbc or .kcd file")
     return formats[suffix]
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _raw_limits(length: int, is_signed: bool) -> tuple[int, int]:

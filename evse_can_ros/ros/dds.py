@@ -14,7 +14,7 @@ def apply_local_dds_defaults() -> None:
     """Keep DDS discovery on this machine unless the user chose otherwise.
 
     Sets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and ``ROS_DOMAIN_ID=0`` only when they are
-    unset: a depot that spans several machines sets them explicitly (README, "DDS").
+    unset: a depot that spans several machines sets them explicitly (README, "Depot network").
     Must run before ``rclpy.init()`` (the middleware reads them there).
     """
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", LOCAL_DISCOVERY)

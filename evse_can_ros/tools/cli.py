@@ -201,7 +201,14 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         description="Decode frames given as candump-style ID#DATA, e.g. 01068009#07.",
     )
     p.add_argument("frames", nargs="+", metavar="ID#DATA")
-    p.add_argument("--pistol-index", type=int, default=None, help="only accept this pistol index")
+    p.add_argument(
+        "--pistol",
+        "--pistol-index",  # the former name, still accepted
+        dest="pistol",
+        type=int,
+        default=None,
+        help="only accept this pistol index",
+    )
     p.add_argument("--database", default=None, help="CAN database (.dbc/.kcd); default: packaged")
     p.set_defaults(func=_cmd_decode)
 
@@ -215,7 +222,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     for text in args.frames:
         frame = parse_frame(text)
         try:
-            message = codec.decode(frame, args.pistol_index)
+            message = codec.decode(frame, args.pistol)
         except ProtocolError as exc:
             print(f"{text}: {exc}")
             status = 1
