@@ -332,13 +332,13 @@ def test_pm10_status_before_the_next_100_ms_slot_after_new_charge_session() -> N
 
 
 def test_pm33_ready_for_hours_in_waiting_for_charge() -> None:
-    """Two hours in Waiting_For_Charge (delayed charging), on a coarser simulated clock."""
+    """An hour in Waiting_For_Charge (delayed charging), on a coarser simulated clock."""
     coarse = Timing(0.1, 0.1, 0.1, 0.1, 0.1, 0.1)
-    c = simulated_charger(scenario={"delayed_charge": 7200.0}, timing=coarse)
+    c = simulated_charger(scenario={"delayed_charge": 3600.0}, timing=coarse)
     c.submit_goal(target_soc=25.0)
     run_quiet(c, 60.0, until=lambda c: c.state == S.WAITING_FOR_CHARGE)
     t0 = c.now
-    run_quiet(c, 7190.0)
+    run_quiet(c, 3590.0)
     assert c.state == S.WAITING_FOR_CHARGE
     statuses = c.trace.sent(PowerModulesStatus, since=t0)
     times = [t for t, _ in statuses]

@@ -299,17 +299,6 @@ def test_emergency_stop_ends_the_goal_with_its_origin(rig: Rig) -> None:
     assert result.session_end_state == Charge.Result.SESSION_END_RUSHED
 
 
-def test_controller_lost(rig: Rig) -> None:
-    handle = rig.send_goal()
-    rig.open_session()
-    rig.charge()
-    rig.peer.heartbeat(None)
-    rig.power(2.0)
-    result = rig.result(handle, 5.0)
-    assert result.error_code == Charge.Result.CONTROLLER_LOST
-    assert rig.availability[-1].availability_name == "unavailable"
-
-
 def test_charge_command_shows_progress_and_the_result(rig: Rig) -> None:
     import io
     import threading
