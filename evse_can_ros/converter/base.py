@@ -307,19 +307,32 @@ class ConverterBackend(ABC):
         """Present capabilities (derated). Raises ConverterFault."""
         with self._lock:
             caps: Capabilities = self._call("capabilities", self._capabilities, now)
-            values = (caps.min_voltage, caps.max_voltage, caps.max_current, caps.max_power)
+            values = (
+                caps.min_voltage,
+                caps.max_voltage,
+                caps.max_current,
+                caps.max_power,
+                caps.max_discharge_current,
+                caps.max_discharge_power,
+            )
             if (
                 not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
                 or min(values) < 0
             ):
                 self._fail("capabilities", ValueError(f"invalid capabilities {caps}"))
             r = self.rated or NO_CAPABILITIES
-            if caps.max_voltage > r.max_voltage or caps.max_current > r.max_current:
+            if (
+                caps.max_voltage > r.max_voltage
+                or caps.max_current > r.max_current
+                or caps.max_discharge_current > r.max_discharge_current
+            ):
                 self.rated = Capabilities(
                     min(caps.min_voltage, r.min_voltage) if self.rated else caps.min_voltage,
                     max(caps.max_voltage, r.max_voltage),
                     max(caps.max_current, r.max_current),
                     max(caps.max_power, r.max_power),
+                    max(caps.max_discharge_current, r.max_discharge_current),
+                    max(caps.max_discharge_power, r.max_discharge_power),
                 )
             return caps
 

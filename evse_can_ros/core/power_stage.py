@@ -42,7 +42,13 @@ class Mode(enum.Enum):
 
 @dataclass(frozen=True)
 class Setpoint:
-    """A converter command: mode, voltage [V] (target / ceiling) and current limit [A]."""
+    """A converter command: mode, voltage [V] and current [A].
+
+    REGULATE with ``current_limit`` >= 0: constant voltage ``voltage`` with that current limit
+    (CC/CV automatically, power to the vehicle). REGULATE with ``current_limit`` < 0 (a
+    bidirectional stage only): take ``-current_limit`` from the vehicle (discharge, v3), never
+    below ``voltage`` as a floor (0 = the stage's own minimum).
+    """
 
     mode: Mode = Mode.OFF
     voltage: float = 0.0
@@ -69,20 +75,31 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """Present (possibly derated) capabilities of the power stage."""
+    """Present (possibly derated) capabilities of the power stage.
+
+    The discharge (import) capabilities are magnitudes; 0 = the stage cannot take power from
+    the vehicle (every unidirectional stage).
+    """
 
     min_voltage: float  # V, lowest regulable output voltage
     max_voltage: float  # V
-    max_current: float  # A
-    max_power: float  # W
+    max_current: float  # A, to the vehicle
+    max_power: float  # W, to the vehicle
+    max_discharge_current: float = 0.0  # A, from the vehicle (magnitude)
+    max_discharge_power: float = 0.0  # W, from the vehicle (magnitude)
 
     def current_limit_at(self, voltage: float) -> float:
-        """Largest current allowed at ``voltage`` (current and power limits)."""
+        """Largest current to the vehicle allowed at ``voltage`` (current and power limits)."""
         v = max(voltage, self.min_voltage, 1.0)
         return max(0.0, min(self.max_current, self.max_power / v))
 
+    def discharge_limit_at(self, voltage: float) -> float:
+        """Largest current from the vehicle allowed at ``voltage`` (a magnitude, >= 0)."""
+        v = max(voltage, self.min_voltage, 1.0)
+        return max(0.0, min(self.max_discharge_current, self.max_discharge_power / v))
 
-NO_CAPABILITIES = Capabilities(0.0, 0.0, 0.0, 0.0)
+
+NO_CAPABILITIES = Capabilities(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 class ConverterError(Exception):
@@ -153,15 +170,23 @@ class SharesVehicleInlet(Protocol):
 
 
 def clamp_setpoint(setpoint: Setpoint, caps: Capabilities) -> Setpoint:
-    """Clamp a REGULATE setpoint to ``caps`` (below ``min_voltage``: OFF)."""
+    """Clamp a REGULATE setpoint to ``caps`` (below ``min_voltage``: OFF).
+
+    A discharge (negative current) is clamped to the discharge capability (0 for a
+    unidirectional stage: then it regulates at 0 A); its voltage is a floor, clamped into the
+    stage's range.
+    """
     if setpoint.mode is not Mode.REGULATE:
         return setpoint
     v = min(max(0.0, setpoint.voltage), caps.max_voltage)
-    if not math.isfinite(v) or v < caps.min_voltage or v <= 0.0:
+    if not math.isfinite(v) or not math.isfinite(setpoint.current_limit):
+        return OFF
+    if setpoint.current_limit < 0:
+        v = max(v, caps.min_voltage)
+        return Setpoint(Mode.REGULATE, v, max(setpoint.current_limit, -caps.discharge_limit_at(v)))
+    if v < caps.min_voltage or v <= 0.0:
         return OFF
     i = min(max(0.0, setpoint.current_limit), caps.current_limit_at(v))
-    if not math.isfinite(i):
-        return OFF
     return Setpoint(Mode.REGULATE, v, i)
 
 
@@ -193,6 +218,12 @@ def implausible(m: Measurement, rated: Capabilities | None) -> str:
         if m.voltage > v_max:
             return f"voltage = {m.voltage:.1f} V exceeds the rating ({rated.max_voltage:g} V)"
         i_max = rated.max_current * (1 + OVER_RANGE) + CURRENT_NOISE
-        if abs(m.current) > i_max:
+        if m.current > i_max:
             return f"current = {m.current:.1f} A exceeds the rating ({rated.max_current:g} A)"
+        i_min = -(rated.max_discharge_current * (1 + OVER_RANGE) + CURRENT_NOISE)
+        if m.current < i_min:
+            return (
+                f"current = {m.current:.1f} A exceeds the discharge rating "
+                f"({rated.max_discharge_current:g} A)"
+            )
     return ""
