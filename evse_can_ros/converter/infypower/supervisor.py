@@ -279,8 +279,33 @@ class ModuleSupervisor:
 
     @property
     def ready(self) -> bool:
-        """Awake, no error, at least ``min_modules`` usable modules."""
-        return self.awake and not self.errors and len(self.usable()) >= self.params.min_modules
+        """Awake, no error, ``min_modules`` usable and no module still joining.
+
+        Joining: answering but not rated yet, or expected and not yet asked for
+        ``reply_timeout`` (start-up), so a session starts with the capabilities of every module
+        that is there, not of the first one to answer.
+        """
+        return (
+            self.awake
+            and not self.errors
+            and len(self.usable()) >= self.params.min_modules
+            and not self.joining()
+        )
+
+    def joining(self) -> list[Module]:
+        """Modules that may become usable soon (see :attr:`ready`)."""
+        now = self.now if self.now is not None else 0.0
+        out = []
+        for m in self._sorted():
+            if (m.link is Link.ONLINE and m.rating is None) or (
+                m.link is Link.UNKNOWN
+                and (
+                    m.unanswered_since is None
+                    or now - m.unanswered_since < self.params.reply_timeout
+                )
+            ):
+                out.append(m)
+        return out
 
     def capabilities(self) -> Capabilities:
         """Aggregate of the counted modules under the sharing policy (§4.5)."""
