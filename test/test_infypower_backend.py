@@ -307,3 +307,20 @@ def test_the_real_bus_transport_on_a_virtual_channel() -> None:
         bad.open()
     assert "\n" not in str(info.value)
     assert math.isfinite(backend.capabilities(0.0).max_current)
+
+
+def test_the_example_params_file_is_complete_and_valid() -> None:
+    """config/infypower.yaml names every parameter and loads as a valid configuration."""
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from evse_can_ros.config import from_mapping
+
+    path = Path(__file__).resolve().parents[1] / "config" / "infypower.yaml"
+    values = yaml.safe_load(path.read_text())["/**/converter_driver"]["ros__parameters"]
+    assert values["converter_backend"] == "infypower"
+    ours = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("infypower.")}
+    assert set(ours) == {f.name for f in dataclasses.fields(InfyPowerParams)}
+    assert from_mapping(InfyPowerParams, ours) == InfyPowerParams()  # the defaults, documented
