@@ -16,6 +16,11 @@ setup(
     install_requires=["python-can>=4.3", "cantools>=39", "PyYAML>=5.4"],
     entry_points={
         "console_scripts": ["evse-can-ros = evse_can_ros.tools.cli:main"],
+        # built-in backends are also in converter/registry.py (colcon installs no entry points);
+        # third-party backends register the same way
+        "evse_can_ros.converter_backends": [
+            "infypower = evse_can_ros.converter.infypower.backend:InfyPowerConverter",
+        ],
     },
     license="Apache-2.0",
     zip_safe=False,

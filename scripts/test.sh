@@ -24,7 +24,7 @@ echo "== ruff"
 mapfile -t lint_paths < <(existing evse_can_ros test bench launch)
 ruff check "${lint_paths[@]}" && ruff format --check --quiet "${lint_paths[@]}" || failed+=(ruff)
 echo "== mypy --strict (pure-Python packages)"
-mapfile -t pure < <(existing evse_can_ros/protocol evse_can_ros/config.py evse_can_ros/core evse_can_ros/converter evse_can_ros/nodeset.py \
+mapfile -t pure < <(existing evse_can_ros/protocol evse_can_ros/config.py evse_can_ros/simulation.py evse_can_ros/text.py evse_can_ros/core evse_can_ros/converter evse_can_ros/nodeset.py \
                              evse_can_ros/transport evse_can_ros/tools)
 mypy "${pure[@]}" || failed+=(mypy)
 echo "== pytest"

@@ -354,7 +354,7 @@ def test_registry_entry_point_loading(monkeypatch: pytest.MonkeyPatch) -> None:
         "notabackend": EntryPoint("notabackend", "math:pi", registry.ENTRY_POINT_GROUP),
     }
     monkeypatch.setattr(registry, "_entry_points", lambda: eps)
-    assert available_backends() == ["broken", "flaky", "notabackend", "simulated"]
+    assert available_backends() == ["broken", "flaky", "infypower", "notabackend", "simulated"]
     backend = create_backend("flaky", {})
     assert isinstance(backend, Flaky)
     with pytest.raises(BackendLoadError, match=r"broken.*cannot load"):

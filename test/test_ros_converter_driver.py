@@ -429,4 +429,4 @@ def test_node_executable_exits_2_with_one_line_for_a_bad_backend() -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("converter_driver:")]
-    assert len(errors) == 1 and "available: simulated" in errors[0]
+    assert len(errors) == 1 and "available: infypower, simulated" in errors[0]

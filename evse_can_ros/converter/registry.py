@@ -1,8 +1,8 @@
 """Converter backends by name, lazily imported, extensible through entry points.
 
-Built in: ``simulated``. Third-party hardware backends register a
-:class:`~evse_can_ros.converter.base.ConverterBackend` subclass in the entry-point group
-``evse_can_ros.converter_backends``, e.g. in their ``pyproject.toml``::
+Built in: ``simulated`` and ``infypower`` (InfyPower REG/CEG modules). Third-party hardware
+backends register a :class:`~evse_can_ros.converter.base.ConverterBackend` subclass in the
+entry-point group ``evse_can_ros.converter_backends``, e.g. in their ``pyproject.toml``::
 
     [project.entry-points."evse_can_ros.converter_backends"]
     acme_dcdc = "acme_dcdc.backend:AcmeConverter"
@@ -25,6 +25,7 @@ ENTRY_POINT_GROUP = "evse_can_ros.converter_backends"
 
 BUILTIN_BACKENDS: dict[str, tuple[str, str]] = {
     "simulated": ("evse_can_ros.converter.simulated", "SimulatedConverter"),
+    "infypower": ("evse_can_ros.converter.infypower.backend", "InfyPowerConverter"),
 }
 """name -> (module, class), imported only when used."""
 

@@ -79,11 +79,15 @@ class Charger:
         self.nodes: list[Node] = []
         self.inlets: dict[int, VehicleInlet] = {}
         self.executor_errors = 0
+        self.plants: list[Any] = []  # module emulators of InfyPower backends (sim)
+        self._converters: list[tuple[Node, int]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         try:
             for spec in node_set(options):
                 self._add(spec)
+            if options.sim:
+                self.plants = self._start_module_emulators()
         except BaseException:
             self.destroy()
             raise
@@ -106,6 +110,18 @@ class Charger:
             raise
         self.nodes.append(node)
         self.executor.add_node(node)
+        if spec.executable == "converter_driver":
+            self._converters.append((node, spec.pistol_index))
+
+    def _start_module_emulators(self) -> list[Any]:
+        """Sim: an InfyPower module emulator on each InfyPower backend's in-process bus."""
+        from evse_can_ros.converter.infypower.sim import start_module_emulators
+
+        pairs = [(getattr(n, "backend", None), self.inlets.get(i)) for n, i in self._converters]
+        try:
+            return start_module_emulators(pairs, self.options.params_file)
+        except ConfigError as exc:
+            raise ChargerError(str(exc)) from None
 
     def spin_in_thread(self) -> threading.Thread:
         """Spin the executor on a daemon thread (for ``sim`` and tests); see :meth:`destroy`."""
@@ -158,6 +174,12 @@ class Charger:
             except Exception:
                 log.exception("destroying %s failed", node.get_name())
         self.nodes.clear()
+        for plant in self.plants:  # after the converter drivers have switched them off
+            try:
+                plant.close()
+            except Exception:
+                log.exception("closing a module emulator failed")
+        self.plants.clear()
 
 
 def init_context(options: ChargerOptions) -> Context:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from evse_can_ros.config import describe
+from evse_can_ros.converter.infypower.params import InfyPowerParams
 from evse_can_ros.converter.simulated import SimulatedConverterParams
 from evse_can_ros.core.bridge import BridgeConfig
 from evse_can_ros.core.charge_session import SessionConfig
@@ -35,8 +36,15 @@ NODES: tuple[tuple[str, str, tuple[tuple[str, Any], ...], tuple[str, ...]], ...]
     (
         "converter_driver",
         "Power modules. `simulated.*` exist with `converter_backend: simulated`; the four fault "
-        "flags can be changed at run time (`ros2 param set`), the others are read-only.",
-        (("", DriverConfig), ("", PowerModuleConfig), ("simulated.", SimulatedConverterParams)),
+        "flags can be changed at run time (`ros2 param set`), the others are read-only. "
+        "`infypower.*` exist with `converter_backend: infypower` (read-only; README, Converter "
+        "backends).",
+        (
+            ("", DriverConfig),
+            ("", PowerModuleConfig),
+            ("simulated.", SimulatedConverterParams),
+            ("infypower.", InfyPowerParams),
+        ),
         (),
     ),
     (

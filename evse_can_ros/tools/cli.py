@@ -392,6 +392,108 @@ def _run_simulate(argv: list[str]) -> int:
         return 130
 
 
+def _add_simulate_modules(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from evse_can_ros.config import describe
+    from evse_can_ros.converter.infypower.emulator import EmulatorParams
+
+    p = sub.add_parser(
+        "simulate-modules",
+        help="play N InfyPower power modules on a CAN bus (for converter_backend infypower)",
+        description="Emulate InfyPower REG/CEG modules on a python-can bus: replies per the "
+        "protocol, the modules' 10 s cut-off, status bits, an output with a cable or a battery, "
+        "and a scheduled fault (e.g. --fault drop_out --fault-module 3 --fault-delay 20). Run a "
+        "charger with converter_backend infypower on the same bus.",
+    )
+    p.add_argument("--interface", default="socketcan", help="python-can interface")
+    p.add_argument("--channel", default="can1", help="the modules' bus (default can1)")
+    p.add_argument("--bitrate", type=int, default=0, help="bit/s (0 = interface setting)")
+    p.add_argument(
+        "--duration", type=float, default=0.0, metavar="S", help="stop after S s (0 = Ctrl-C)"
+    )
+    p.add_argument(
+        "--status-period",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="print the output every S s (0 = quiet)",
+    )
+    for e in describe(EmulatorParams):
+        flag = "--" + e["name"].replace("_", "-")
+        unit = f" [{e['unit']}]" if e.get("unit") else ""
+        text = f"{e['description']}{unit}"
+        default = e["default"]
+        if isinstance(default, bool):
+            if default:
+                p.add_argument(
+                    "--no-" + flag[2:], dest=e["name"], action="store_false", help=f"not: {text}"
+                )
+            else:
+                p.add_argument(flag, dest=e["name"], action="store_true", help=text)
+            continue
+        p.add_argument(
+            flag,
+            dest=e["name"],
+            type=type(default),
+            default=default,
+            choices=e.get("choices"),
+            help=f"{text} (default {default})",
+        )
+    p.set_defaults(func=_cmd_simulate_modules)
+
+
+def _cmd_simulate_modules(args: argparse.Namespace) -> int:
+    import time
+
+    from evse_can_ros.config import ConfigError, describe, from_mapping
+    from evse_can_ros.converter.infypower.emulator import EmulatorParams, ModuleEmulator
+    from evse_can_ros.converter.infypower.sim import ModuleEmulatorRunner
+
+    values = {e["name"]: getattr(args, e["name"]) for e in describe(EmulatorParams)}
+    try:
+        params = from_mapping(EmulatorParams, values)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    emulator = ModuleEmulator(params)
+    runner = ModuleEmulatorRunner(emulator, args.interface, args.channel, args.bitrate)
+    try:
+        runner.start()
+    except ConfigError as exc:
+        raise CliError(str(exc), code=1) from None
+    a = params.addresses
+    print(
+        f"{params.modules} InfyPower module(s), addresses {a[0]}..{a[-1]}, group {params.group}, "
+        f"{params.min_voltage:g}-{params.max_voltage:g} V {params.max_current:g} A "
+        f"{params.rated_power / 1000:g} kW each, on {args.interface}:{args.channel}"
+        + ("" if args.duration else "; Ctrl-C to stop"),
+        flush=True,
+    )
+    started = time.monotonic()
+    next_status = started + args.status_period if args.status_period > 0 else None
+    try:
+        while not args.duration or time.monotonic() - started < args.duration:
+            time.sleep(0.05)
+            if next_status is not None and time.monotonic() >= next_status:
+                next_status += args.status_period
+                with runner.lock:
+                    on = [m.address for m in emulator.modules.values() if m.on]
+                    faults = [
+                        f"{m.address}:{'+'.join(sorted(m.faults))}"
+                        for m in emulator.modules.values()
+                        if m.faults
+                    ]
+                    line = (
+                        f"{time.monotonic() - started:7.1f} s  {emulator.voltage:6.1f} V "
+                        f"{emulator.current:6.1f} A  on: {','.join(map(str, on)) or '-'}"
+                        f"  faults: {' '.join(faults) or '-'}"
+                    )
+                print(line, flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.close()
+    return 0
+
+
 def _add_bus_hub(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "bus-hub",
@@ -521,10 +623,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             raise CliError(f"{args.to_bag} exists already; choose a new name")
         from evse_can_ros.ros.recording import decode_to_bag
 
-        stats = decode_to_bag(session, args.to_bag, args.pistol, args.namespace)
+        decoded = decode_to_bag(session, args.to_bag, args.pistol, args.namespace)
         print(
-            f"decoded {stats.frames} frames into {stats.messages} messages "
-            f"({stats.foreign} foreign, {stats.malformed} malformed) -> {args.to_bag}"
+            f"decoded {decoded.frames} frames into {decoded.messages} messages "
+            f"({decoded.foreign} foreign, {decoded.malformed} malformed) -> {args.to_bag}"
         )
         return status
     import can
@@ -594,6 +696,7 @@ SUBCOMMANDS = (
     _add_plot,
     _add_decode,
     _add_simulate,
+    _add_simulate_modules,
     _add_bus_hub,
     _add_smoke,
 )
