@@ -33,7 +33,7 @@ from rclpy.parameter import Parameter
 from evse_can_ros.core.battery import VehicleInlet
 from evse_can_ros.core.config import ConfigError
 from evse_can_ros.nodeset import ChargerOptions, NodeSpec, node_set, pistol_namespace
-from evse_can_ros.ros.dds import new_context
+from evse_can_ros.ros.dds import dds_summary, new_context
 
 SHARED_INLET = ("converter_driver", "controller_simulator")
 
@@ -138,6 +138,7 @@ def run_charger(options: ChargerOptions) -> int:
         charger = Charger(options, context)
         names = ", ".join(f"{n.get_namespace()}/{n.get_name()}" for n in charger.nodes)
         print(f"charger running ({len(charger.nodes)} nodes: {names}); Ctrl-C to stop", flush=True)
+        print(dds_summary(), flush=True)
         charger._spin()
     except KeyboardInterrupt:
         pass

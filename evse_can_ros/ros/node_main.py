@@ -17,7 +17,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from evse_can_ros.ros.can_bridge_node import NodeConfigError
-from evse_can_ros.ros.dds import apply_local_dds_defaults
+from evse_can_ros.ros.dds import apply_local_dds_defaults, dds_summary
 
 
 def run_node(
@@ -35,6 +35,7 @@ def run_node(
     node = None
     try:
         node = factory(**kwargs)
+        node.get_logger().info(dds_summary())
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         deadline = None if duration is None else time.monotonic() + duration
