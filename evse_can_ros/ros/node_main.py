@@ -2,12 +2,16 @@
 
 A node that cannot start with its parameters raises ``NodeConfigError``: one line on stderr and
 exit code 2, no traceback. Shutdown by a signal is a normal exit (code 0); destroying the node
-turns its outputs off (the converter driver's power stage, the bridge's bus).
+turns its outputs off (the converter driver's power stage, the bridge's bus). Further Ctrl-Cs
+during that clean-up are ignored: a terminal's Ctrl-C reaches ``ros2 launch`` and every node,
+and launch then forwards another SIGINT to each node.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +37,7 @@ def run_node(
     apply_local_dds_defaults()
     rclpy.init(args=args)
     node = None
+    executor = None
     try:
         node = factory(**kwargs)
         node.get_logger().info(dds_summary())
@@ -52,7 +57,19 @@ def run_node(
         if rclpy.ok():  # a real failure, not the executor noticing a signal shutdown
             raise
     finally:
+        _ignore_sigint()
+        if executor is not None:
+            # releases the entities of an interrupted wait: destroying a client or timer that
+            # the executor still holds blocks forever (seen after Ctrl-C)
+            executor.shutdown(timeout_sec=0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        _ignore_sigint()  # try_shutdown() reinstates the interpreter's handler
     return 0
+
+
+def _ignore_sigint() -> None:
+    """Let a second Ctrl-C not interrupt the clean-up that turns the outputs off."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
