@@ -262,13 +262,15 @@ class ConverterDriverNode(LifecycleNode):
         return TransitionCallbackReturn.FAILURE
 
     def _deactivate(self) -> None:
-        self._active = False
+        was_active, self._active = self._active, False
         for t in self._timers:
             self.destroy_timer(t)
         self._timers = []
         with self._lock:
             if self.loop is not None:
                 self.loop.stop()
+        if was_active:
+            self.get_logger().info("output off: converter driver no longer active")
 
     def _release(self) -> None:
         self._deactivate()
