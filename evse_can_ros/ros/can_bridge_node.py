@@ -190,6 +190,14 @@ class CanBridgeNode(Node):
     # --- receive thread -----------------------------------------------------------------------
 
     def _on_frame(self, frame: CanFrame, now: float) -> None:
+        try:
+            self._handle_frame(frame, now)
+        except Exception:
+            if self.context.ok():
+                raise
+            # Ctrl-C shut the context down under this receive thread: the node is going away
+
+    def _handle_frame(self, frame: CanFrame, now: float) -> None:
         with self._lock:
             result = self.core.on_frame(now, frame)
             events_pending = self.core.has_events
