@@ -13,6 +13,7 @@ is running, is accepted and aborted at once with ``INVALID_GOAL`` / ``BUSY`` and
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 import uuid
@@ -139,6 +140,8 @@ class ChargeServerNode(Node):
             cancel_callback=self._on_cancel,
         )
         self.create_timer(0.1, self._step)
+        self._servers_seen = 1
+        self.create_timer(2.0, self._check_single_server)
         self._publish_depot_state(force=True)
 
     # --- inputs -------------------------------------------------------------------------------
@@ -248,6 +251,19 @@ class ChargeServerNode(Node):
         return CancelResponse.ACCEPT
 
     # --- periodic -----------------------------------------------------------------------------
+
+    def _check_single_server(self) -> None:
+        """Report a second Charge action server on this name: both would run every goal."""
+        action = f"{self.get_namespace().rstrip('/')}/charge"
+        servers = self.count_publishers(f"{action}/_action/status")
+        if servers > 1 and servers != self._servers_seen:
+            domain = os.environ.get("ROS_DOMAIN_ID", "0")
+            self.get_logger().error(
+                f"{servers} action servers serve {action} in DDS domain {domain}: each would "
+                "start a charge for every goal (clients warn of an unexpected goal response); "
+                "give every charger its own namespace or domain"
+            )
+        self._servers_seen = servers
 
     def _step(self) -> None:
         now = time.monotonic()
