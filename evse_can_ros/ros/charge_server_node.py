@@ -141,6 +141,7 @@ class ChargeServerNode(Node):
         )
         self.create_timer(0.1, self._step)
         self._servers_seen = 1
+        self._unsent: list[Command] = []
         self.create_timer(2.0, self._check_single_server)
         self._publish_depot_state(force=True)
 
@@ -285,8 +286,14 @@ class ChargeServerNode(Node):
                 and not self._done.done()
             ):
                 self._done.set_result(session.result)
-        for command in commands:
-            self._send(command)
+        # a command the bridge could not take yet (its service not discovered, e.g. just after
+        # start-up) is sent again at the next step, in order, while the goal lasts
+        pending = self._unsent + commands if session is not None else []
+        self._unsent = []
+        for i, command in enumerate(pending):
+            if not self._send(command):
+                self._unsent = pending[i:]
+                break
         handle = self._handle
         if feedback is not None and handle is not None and handle.is_active:
             fb = Charge.Feedback(
@@ -307,13 +314,13 @@ class ChargeServerNode(Node):
             handle.publish_feedback(fb)
         self._publish_depot_state()
 
-    def _send(self, command: Command) -> None:
+    def _send(self, command: Command) -> bool:
         if isinstance(command, SetStartAuthorisation):
-            self._call(self.cli_start, SetBool.Request(data=command.allowed))
-        elif isinstance(command, SetCcsAuthorisation):
-            self._call(self.cli_ccs, SetBool.Request(data=command.valid))
-        elif isinstance(command, SetLimits):
-            self._call(
+            return self._call(self.cli_start, SetBool.Request(data=command.allowed))
+        if isinstance(command, SetCcsAuthorisation):
+            return self._call(self.cli_ccs, SetBool.Request(data=command.valid))
+        if isinstance(command, SetLimits):
+            return self._call(
                 self.cli_limits,
                 srv.SetPowerLimits.Request(
                     maximum_voltage=command.maximum_voltage,
@@ -321,17 +328,19 @@ class ChargeServerNode(Node):
                     charge_parameters_done=command.charge_parameters_done,
                 ),
             )
-        elif isinstance(command, PressUserStop):
-            self._call(self.cli_stop, Trigger.Request())
-        elif isinstance(command, PressChademoStart):
-            self._call(self.cli_chademo, Trigger.Request())
+        if isinstance(command, PressUserStop):
+            return self._call(self.cli_stop, Trigger.Request())
+        if isinstance(command, PressChademoStart):
+            return self._call(self.cli_chademo, Trigger.Request())
+        return True
 
-    def _call(self, client: Any, request: Any) -> None:
+    def _call(self, client: Any, request: Any) -> bool:
         if not client.service_is_ready():
             self.get_logger().error(
-                f"bridge service {client.srv_name} is not available", throttle_duration_sec=5.0
+                f"bridge service {client.srv_name} is not available (retrying)",
+                throttle_duration_sec=5.0,
             )
-            return
+            return False
         future = client.call_async(request)
 
         def done(f: Future) -> None:
@@ -340,6 +349,7 @@ class ChargeServerNode(Node):
                 self.get_logger().warning(f"{client.srv_name}: {response.message}")
 
         future.add_done_callback(done)
+        return True
 
     def _publish_depot_state(self, force: bool = False) -> None:
         with self._lock:
