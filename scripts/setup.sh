@@ -8,7 +8,8 @@
 # CMake include-path fix (no-op once applied) and does an incremental colcon build (~3 s).
 # Fresh: ~45 s (uv installs the lock in ~5 s; the interface build takes the rest).
 # Environment: PYTHON (default python3.11), EVSE_CAN_ROS_STATE (default <repo>/.ros2),
-# ROS_DOMAIN_ID (default 42, written into env.sh).
+# ROS_DOMAIN_ID (default: scripts/domain-id.sh, derived from the checkout path; written into
+# env.sh as its default).
 # On a real ROS 2 install use rosdep + colcon instead (README, "Install on a ROS 2 distribution").
 set -euo pipefail
 
@@ -19,7 +20,7 @@ PY=${PYTHON:-python3.11}
 LOCK=$REPO/requirements/lock.txt
 # DDS must never leave the machine: every process that initialises rclpy gets these.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-42}
+export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$("$REPO/scripts/domain-id.sh")}
 
 die() { echo "setup: error: $*" >&2; exit 2; }
 step() { echo "setup: $*"; }
