@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -168,44 +169,72 @@ def test_each_charger_says_which_discovery_it_uses(chargers: dict[str, Proc]) ->
     assert "package default for ROS_AUTOMATIC_DISCOVERY_RANGE" in lines["default"]
 
 
-def test_fleet_manager_on_the_subnet_charges_a_car(
-    depot: Depot, chargers: dict[str, Proc], tmp_path: Path
-) -> None:
-    host_b = cli(depot, "B", tmp_path, ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET")
+@dataclass
+class Fleet:
+    """The fleet manager on host B: its background clients and its CLI on the depot network."""
+
+    clients: dict[str, Proc]
+    subnet: Ros2
+
+
+@pytest.fixture(scope="module")
+def fleet_manager(
+    depot: Depot, chargers: dict[str, Proc], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    """Host B's clients, all started at once (most of their time is DDS discovery)."""
+    workdir = tmp_path_factory.mktemp("fleet")
+    subnet = cli(depot, "B", workdir, ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET")
+    peers = cli(depot, "B", workdir, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+                ROS_STATIC_PEERS=HOST_A)  # fmt: skip
     latched = ("--qos-durability", "transient_local", "--qos-reliability", "reliable", "--once")
     echo = ("topic", "echo", "--no-daemon", *latched)
-    availability = host_b.start(
-        *echo, "/subnet/pistol1/charger_availability", "evse_can_ros/msg/ChargerAvailability"
-    )
+    goal = ("action", "send_goal")
+    clients = {
+        "availability": subnet.start(
+            *echo, "/subnet/pistol1/charger_availability", "evse_can_ros/msg/ChargerAvailability"
+        ),
+        "subnet": subnet.start(*goal, "/subnet/pistol1/charge", CHARGE, "{target_soc: 21.0}"),
+        "peers": peers.start(*goal, "/peers/pistol1/charge", CHARGE, "{target_soc: 21.0}"),
+        # host B on the depot network; the spin time is longer than discovery takes here
+        "nodes": subnet.start("node", "list", "--no-daemon", "--spin-time", "6"),
+    }
     try:
-        goal = host_b.run(
-            "action", "send_goal", "/subnet/pistol1/charge", CHARGE, "{target_soc: 21.0}",
-            timeout=90,
-        )  # fmt: skip
-        assert "Goal finished with status: SUCCEEDED" in goal.stdout, goal.stdout[-2000:]
-        assert "unexpected goal response" not in goal.stdout
-        availability.wait_for(r"availability_name: \w+", 30)
-        unplug = host_b.run(*echo, "/subnet/pistol1/safe_to_unplug", "std_msgs/msg/Bool")
-        assert "data: true" in unplug.stdout, unplug.stdout
+        yield Fleet(clients, subnet)
     finally:
-        availability.kill()
+        for client in clients.values():
+            client.kill()
 
 
-def test_static_peers_reach_the_charger_without_multicast(
-    depot: Depot, chargers: dict[str, Proc], tmp_path: Path
-) -> None:
-    env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": HOST_A}
-    host_b = cli(depot, "B", tmp_path, **env)
-    goal = host_b.run(
-        "action", "send_goal", "/peers/pistol1/charge", CHARGE, "{target_soc: 21.0}", timeout=90
-    )
-    assert "Goal finished with status: SUCCEEDED" in goal.stdout, goal.stdout[-2000:]
+def test_fleet_manager_on_the_subnet_charges_a_car(fleet_manager: Fleet) -> None:
+    goal = fleet_manager.clients["subnet"]
+    assert goal.wait(90) == 0
+    assert "Goal finished with status: SUCCEEDED" in goal.output(), goal.tail()
+    assert "unexpected goal response" not in goal.output()
+    fleet_manager.clients["availability"].wait_for(r"availability_name: \w+", 30)
+    latched = ("--qos-durability", "transient_local", "--qos-reliability", "reliable", "--once")
+    unplug = fleet_manager.subnet.run(
+        "topic", "echo", "--no-daemon", *latched, "/subnet/pistol1/safe_to_unplug",
+        "std_msgs/msg/Bool",
+    )  # fmt: skip
+    assert "data: true" in unplug.stdout, unplug.stdout
+
+
+def test_static_peers_reach_the_charger_without_multicast(fleet_manager: Fleet) -> None:
+    goal = fleet_manager.clients["peers"]
+    assert goal.wait(90) == 0
+    assert "Goal finished with status: SUCCEEDED" in goal.output(), goal.tail()
 
 
 def test_package_default_keeps_the_charger_on_its_host(
-    depot: Depot, chargers: dict[str, Proc], tmp_path: Path
+    depot: Depot, chargers: dict[str, Proc], fleet_manager: Fleet, tmp_path: Path
 ) -> None:
-    # on host A the charger with the package default is there ...
+    # host B, on the depot network, sees the other chargers but not the one with the default
+    listing = fleet_manager.clients["nodes"]
+    assert listing.wait(30) == 0
+    nodes = listing.output().split()
+    assert "/subnet/pistol1/charge_server" in nodes and "/peers/pistol1/charge_server" in nodes
+    assert not [n for n in nodes if re.match(r"/default/", n)], nodes
+    # while on host A it is there
     host_a = cli(depot, "A", tmp_path)
     wait_until(
         lambda: (
@@ -215,14 +244,3 @@ def test_package_default_keeps_the_charger_on_its_host(
         30,
         "the /default charger on host A",
     )
-    # ... but host B, listening on the depot network, sees the others and not that one
-    host_b = cli(depot, "B", tmp_path, ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET")
-    listing = host_b.run_until(
-        "node", "list", "--no-daemon", "--spin-time", "3",
-        ok=lambda r: "/subnet/pistol1/charge_server" in r.stdout
-        and "/peers/pistol1/charge_server" in r.stdout,
-        timeout=30,
-    )  # fmt: skip
-    nodes = listing.stdout.split()
-    assert "/subnet/pistol1/charge_server" in nodes and "/peers/pistol1/charge_server" in nodes
-    assert not [n for n in nodes if re.match(r"/default/", n)], nodes
