@@ -146,6 +146,8 @@ class CanBridgeNode(Node):
     # --- receive thread -----------------------------------------------------------------------
 
     def _on_frame(self, frame: CanFrame, now: float) -> None:
+        if not self.context.ok():
+            return  # Ctrl-C shut the context down under this receive thread: going away
         self.guard("receive path", self._receive, frame, now)
 
     def _receive(self, frame: CanFrame, now: float) -> None:

@@ -16,6 +16,7 @@ aborted at once with ``INVALID_GOAL`` / ``BUSY`` / ``NOT_AUTHORISED`` and a one-
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 import uuid
@@ -124,6 +125,8 @@ class ChargeServerNode(Node):
         )
         self.create_timer(STEP_PERIOD, self.guard.wrap("step", self._step))
         self._publish_depot(self.server.depot(), force=True)
+        self._servers_seen = 1
+        self.create_timer(2.0, self._check_single_server)
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -197,6 +200,19 @@ class ChargeServerNode(Node):
 
     # --- periodic -----------------------------------------------------------------------------
 
+    def _check_single_server(self) -> None:
+        """Report a second Charge action server on this name: both would run every goal."""
+        action = f"{self.get_namespace().rstrip('/')}/charge"
+        servers = self.count_publishers(f"{action}/_action/status")
+        if servers > 1 and servers != self._servers_seen:
+            domain = os.environ.get("ROS_DOMAIN_ID", "0")
+            self.get_logger().error(
+                f"{servers} action servers serve {action} in DDS domain {domain}: each would "
+                "start a charge for every goal (clients warn of an unexpected goal response); "
+                "give every charger its own namespace or domain"
+            )
+        self._servers_seen = servers
+
     def _step(self) -> None:
         now = time.monotonic()
         with self._lock:
@@ -228,6 +244,7 @@ class ChargeServerNode(Node):
                 self.server.command_result(time.monotonic(), command, ok, text)
 
         future.add_done_callback(done)
+        return True
 
     def _publish_depot(self, depot: DepotState, force: bool = False) -> None:
         stamp = self.get_clock().now().to_msg()

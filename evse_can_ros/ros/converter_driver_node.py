@@ -263,11 +263,13 @@ class ConverterDriverNode(LifecycleNode):
         return TransitionCallbackReturn.FAILURE
 
     def _deactivate(self, reason: str) -> None:
-        self._active = False
+        was_active, self._active = self._active, False
         for t in self._timers:
             self.destroy_timer(t)
         self._timers = []
         self.output_off(reason)
+        if was_active:
+            self.get_logger().info(f"output off: converter driver no longer active ({reason})")
 
     def _release(self) -> None:
         self._deactivate("released")
