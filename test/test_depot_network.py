@@ -36,7 +36,6 @@ require_tools()
 CHARGE = "evse_can_ros/action/Charge"
 HOST_A, HOST_B = "192.0.2.1", "192.0.2.2"
 SIM = {  # the simulated vehicle reaches Charging within ~2 s; 1 % SoC in ~1 s
-    "/**/can_bridge": {"ros__parameters": {"start_charge_authorised": False}},
     "/**/converter_driver": {"ros__parameters": {"simulated.wake_time": 0.1}},
     "/**/controller_simulator": {
         "ros__parameters": {
@@ -214,9 +213,9 @@ def test_fleet_manager_on_the_subnet_charges_a_car(fleet_manager: Fleet) -> None
     latched = ("--qos-durability", "transient_local", "--qos-reliability", "reliable", "--once")
     unplug = fleet_manager.subnet.run(
         "topic", "echo", "--no-daemon", *latched, "/subnet/pistol1/safe_to_unplug",
-        "std_msgs/msg/Bool",
+        "evse_can_ros/msg/SafeToUnplug",
     )  # fmt: skip
-    assert "data: true" in unplug.stdout, unplug.stdout
+    assert "safe: true" in unplug.stdout, unplug.stdout
 
 
 def test_static_peers_reach_the_charger_without_multicast(fleet_manager: Fleet) -> None:

@@ -45,14 +45,8 @@ CHARGE = "evse_can_ros/action/Charge"
 # The watchdogs get 2 s instead of 0.2-0.5 s: here a dozen node processes share two cores with
 # other work, and a starved process must not end a charge (their timing is tested in-process).
 FAST_SIM = {
-    "/**/can_bridge": {
-        "ros__parameters": {
-            "start_charge_authorised": False,
-            "heartbeat_timeout": 1.0,
-            "power_status_timeout": 2.0,
-        }
-    },
-    "/**/converter_driver": {"ros__parameters": {"simulated.wake_time": 0.1, "link_timeout": 2.0}},
+    # the bridge and driver keep the protocol's timeouts (their parameters cannot be relaxed)
+    "/**/converter_driver": {"ros__parameters": {"simulated.wake_time": 0.1}},
     # an inactive converter driver publishes no voltage: give up waiting for a safe one soon
     "/**/charge_server": {"ros__parameters": {"safe_voltage_timeout": 2.0}},
     "/**/controller_simulator": {

@@ -125,6 +125,7 @@ class _Pending:
     since: float  # first posted
     next_try: float  # send when now >= next_try
     in_flight: bool = False
+    failures: int = 0
 
 
 @dataclass
@@ -285,7 +286,15 @@ class ChargeServer:
             return
         pending.in_flight = False
         pending.next_try = now + self.config.command_retry
-        log.warning("bridge command %s not confirmed: %s (retrying)", command, text or "failed")
+        pending.failures += 1
+        level = logging.WARNING if pending.failures == 1 else logging.DEBUG  # once, not per try
+        log.log(
+            level,
+            "bridge command %s not confirmed: %s (retrying for up to %g s)",
+            command,
+            text or "failed",
+            self.config.command_timeout,
+        )
 
     def _post(self, now: float, command: Command) -> None:
         kind = _kind(command)
