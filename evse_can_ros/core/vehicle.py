@@ -13,7 +13,8 @@ protocol (CCS / CHAdeMO) and calls:
   :meth:`cable_check_passed`, :meth:`request_stop`, :meth:`abort`, :meth:`session_finished`;
 
 and reads the vehicle's requests back: :attr:`phase`, :meth:`session_info`,
-:meth:`precharge_request`, :meth:`charge_request`, :attr:`error`.
+:meth:`precharge_request`, :meth:`charge_request` (v2), :meth:`power_request` (v3),
+:attr:`error`.
 
 Physical plant: one :class:`~evse_can_ros.core.battery.VehicleInlet`. Given one (one-process
 simulation with the simulated converter), the vehicle uses that shared battery and sets
@@ -25,32 +26,60 @@ derated linearly above ``taper_start_soc``, limited by its power limit and by th
 advertised limits) until the battery terminal voltage reaches ``cv_voltage``; then the current
 that holds the terminal voltage there (constant voltage, computed from the battery model). The
 charge ends at ``target_soc``, when the CV current falls below ``stop_current``, or on request.
+
+Bidirectional transfer (interface v3, ``bpt_mode``; :meth:`Vehicle.power_request`): the current
+is signed (negative = out of the vehicle) and the battery integrates whatever the charger reports.
+
+* ``dynamic`` (Range_Mode): the vehicle offers [-discharge limit, +charge current]; the charger
+  side picks the operating point. At ``min_soc`` the discharge end closes to 0, at ``target_soc``
+  the charge end does; the charge ends when the charger has charged it to ``target_soc``.
+* ``scheduled`` (Target_Mode): the vehicle discharges at its discharge limit down to ``min_soc``,
+  then charges (CC-CV) to ``target_soc`` and stops.
+* A BPT vehicle stops with an EV emergency when the current stays outside what it accepts (its
+  range; 0..target in Target_Mode) for ``range_violation_timeout``: its SoC limits hold even with
+  a charger side that ignores them.
+
+Charged and discharged energy are counted separately (``session_charged_wh``,
+``session_discharged_wh``; ``session_energy_wh`` is the net, negative for a net export).
 """
 
 from __future__ import annotations
 
 import logging
 
-from evse_can_ros.core.vehicle_params import DC_PROTOCOLS, PLUG_CHOICES, VehicleParams
+from evse_can_ros.core.vehicle_params import (
+    BPT_MODES,
+    DC_PROTOCOLS,
+    PLUG_CHOICES,
+    BptMode,
+    VehicleParams,
+)
 from evse_can_ros.core.vehicle_profile import (
     _CONNECTED_PHASES,
     END_CURRENT_CCS,
     END_CURRENT_CHADEMO,
     PRECHARGE_WINDOW,
+    PowerRequest,
     VehiclePhase,
     VehicleProfile,
 )
 
 __all__ = [
+    "BPT_MODES",
     "DC_PROTOCOLS",
     "END_CURRENT_CCS",
     "END_CURRENT_CHADEMO",
     "PLUG_CHOICES",
     "PRECHARGE_WINDOW",
+    "BptMode",
+    "PowerRequest",
     "Vehicle",
     "VehicleParams",
     "VehiclePhase",
 ]
+
+RANGE_TOLERANCE = 2.0
+"""A: a current this far (or 5 %) outside what a BPT vehicle accepts counts as outside."""
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +118,7 @@ class Vehicle(VehicleProfile):
         self._last_step = now
         self.present_voltage = present_voltage
         self.present_current = present_current
-        if self.inlet.battery_connected and dt > 0:
-            energy = self.battery.charge(present_current, dt * self.params.soc_time_scale)
-            self.session_energy_wh += energy
+        self._integrate(dt, present_current)
         p = self.params
         age = now - self.phase_since
         phase = self._phase
@@ -107,11 +134,11 @@ class Vehicle(VehicleProfile):
             elif age > p.precharge_timeout:
                 self.abort(now, f"vehicle timeout: precharge not reached within {age:.1f} s")
         elif phase is VehiclePhase.READY and age >= self.charge_delay:
-            self._set_phase(now, VehiclePhase.CHARGING, "requesting current")
+            self._start_requesting(now)
         elif phase is VehiclePhase.CHARGING:
             self._charging_decisions(now)
         elif phase is VehiclePhase.ENDING:
-            if present_current <= self.end_current:
+            if abs(present_current) <= self.end_current:
                 self._open_contactors(now, f"current {present_current:.1f} A")
             elif age > p.end_current_timeout:
                 self.forced_open = True
@@ -135,12 +162,58 @@ class Vehicle(VehicleProfile):
                 now, f"inlet overvoltage {present_voltage:.1f} V > {p.max_voltage:.1f} V"
             )
 
+    def _integrate(self, dt: float, current: float) -> None:
+        """Move the battery by the reported current (scaled time); count the energy."""
+        if not self.inlet.battery_connected or dt <= 0:
+            return
+        energy = self.battery.charge(current, dt * self.params.soc_time_scale)
+        self.session_energy_wh += energy
+        if energy >= 0:
+            self.session_charged_wh += energy
+        else:
+            self.session_discharged_wh -= energy
+
+    def _start_requesting(self, now: float) -> None:
+        self._outside_since = None
+        self.discharging = self.params.bpt is BptMode.SCHEDULED and self.discharge_limit() > 0
+        plan = f": discharging to {self.params.min_soc:g} % first" if self.discharging else ""
+        self._set_phase(now, VehiclePhase.CHARGING, f"requesting current{plan}")
+
     def _charging_decisions(self, now: float) -> None:
+        """Decide whether the charge goes on (SoC limits, CV end, what the charger delivers)."""
+        p = self.params
+        if p.bidirectional and self._outside_too_long(now):
+            return
+        if self.discharging:
+            if self.discharge_limit() <= 0:
+                self.discharging = False
+                self._note(now, f"discharge over at {self.soc:.1f} %: charging to the target")
+            return
         current = self.requested_current()
+        if p.bpt is BptMode.DYNAMIC and self.present_current <= 0:
+            return  # the charger picks: the charge ends when it has charged to the target
         if self.soc >= self.params.target_soc:
             self.request_stop(now, f"target SoC {self.params.target_soc:g} % reached")
         elif self.cv_active and current < self.params.stop_current:
             self.request_stop(now, f"battery full: CV current {current:.1f} A")
+
+    def _outside_too_long(self, now: float) -> bool:
+        """EV emergency stop if the current stays outside what the vehicle accepts (BPT)."""
+        lo, hi = self.accepted_currents()
+        tolerance = max(RANGE_TOLERANCE, 0.05 * max(abs(lo), abs(hi)))
+        current = self.present_current
+        if lo - tolerance <= current <= hi + tolerance:
+            self._outside_since = None
+            return False
+        if self._outside_since is None:
+            self._outside_since = now
+        duration = now - self._outside_since
+        if duration < self.params.range_violation_timeout:
+            return False
+        self.emergency_stop(
+            now, f"current {current:.1f} A outside {lo:.1f}..{hi:.1f} A for {duration:.1f} s"
+        )
+        return True
 
     # --- charger responses (called by the controller emulator) ------------------------------
 
@@ -150,9 +223,13 @@ class Vehicle(VehicleProfile):
             return
         self.sessions += 1
         self.session_energy_wh = 0.0
+        self.session_charged_wh = 0.0
+        self.session_discharged_wh = 0.0
         self.charger_max_voltage = None
         self.charger_max_current = None
         self.charger_max_power_kw = 0.0
+        self.charger_max_discharge_current = 0.0
+        self.discharging = False
         self.charge_delay = (
             self.params.current_request_delay if charge_delay is None else charge_delay
         )
@@ -163,15 +240,22 @@ class Vehicle(VehicleProfile):
         self._set_phase(now, VehiclePhase.NEGOTIATING, f"session {self.sessions} starts")
 
     def set_charger_limits(
-        self, now: float, max_voltage: float, max_current: float, max_power_kw: float = 0.0
+        self,
+        now: float,
+        max_voltage: float,
+        max_current: float,
+        max_power_kw: float = 0.0,
+        max_discharge_current: float = 0.0,
     ) -> None:
         """Receive the charger's parameters (ChargeParameterDiscovery / CHAdeMO 0x108).
 
         The first call ends the parameter exchange: the vehicle then requests the cable check.
+        ``max_discharge_current`` (magnitude, v3): 0 = the charger cannot take energy back.
         """
         self.charger_max_voltage = max_voltage
         self.charger_max_current = max_current
         self.charger_max_power_kw = max_power_kw
+        self.charger_max_discharge_current = max_discharge_current
         if self._phase is VehiclePhase.WAITING_FOR_CHARGER:
             self._set_phase(
                 now,
@@ -235,6 +319,10 @@ class Vehicle(VehicleProfile):
             else VehiclePhase.FINISHING
         )
         self._set_phase(now, nxt, f"contactors opened ({why})")
+
+    def _note(self, now: float, text: str) -> None:
+        log.debug("vehicle: %s", text)
+        self.events.append((now, f"vehicle: {text}"))
 
     def _set_phase(self, now: float, phase: VehiclePhase, why: str) -> None:
         if phase is not self._phase:

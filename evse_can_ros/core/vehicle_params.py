@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from evse_can_ros.config import ConfigError, check, param
 from evse_can_ros.core.battery import Battery, BatteryParams, VehicleInlet
@@ -14,6 +15,33 @@ DC_PROTOCOLS: tuple[str, ...] = tuple(
 """Protocol names a DC vehicle may speak (CCS_PWM is AC-only, spec A17)."""
 
 PLUG_CHOICES: tuple[str, ...] = ("auto", "CCS_DC_CORE", "CCS_DC_EXTENDED", "CHADEMO", "MCS")
+
+
+class BptMode(Enum):
+    """How a vehicle takes part in bidirectional power transfer (interface v3, v3 digest 5.2, 7).
+
+    ``OFF``: charge only, the vehicle sets the current (Target_Mode). ``DYNAMIC``: the vehicle
+    gives a range of currents, negative = it may discharge, and the charger side picks the
+    operating point (Range_Mode: ISO 15118-20 dynamic mode, CHAdeMO V2G). ``SCHEDULED``: the
+    vehicle decides and sets a signed target (Target_Mode, ISO 15118-20 scheduled mode); the
+    simulated one discharges to its minimum SoC, then charges to its target SoC.
+    """
+
+    OFF = "off"
+    DYNAMIC = "dynamic"
+    SCHEDULED = "scheduled"
+
+
+BPT_MODES: tuple[str, ...] = tuple(m.value for m in BptMode)
+BPT_PROTOCOLS = frozenset(
+    {
+        CommunicationProtocol.CCS_ISO_15118_2022,
+        CommunicationProtocol.CHADEMO_V0_9,
+        CommunicationProtocol.CHADEMO_V1_0_V1_1_V1_2,
+        CommunicationProtocol.CHADEMO_V2_0,
+    }
+)
+"""Protocols with bidirectional transfer (v3 digest 7): ISO 15118-20 and CHAdeMO (V2G)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +129,31 @@ class VehicleParams:
         2.0, "time from the end of the session to unplugging", unit="s", min=0.0, max=1e6
     )
     ev_id: str = param("0A1B2C3D4E5F", "EV ID (EVCCID), 12 hex digits (CCS DIN / ISO 15118-2)")
+    # bidirectional power transfer (interface v3 only)
+    bpt_mode: str = param(
+        "off",
+        "bidirectional transfer (v3): off = charge only; dynamic = range of currents, the charger "
+        "picks (Range_Mode; ISO 15118-20 or CHAdeMO); scheduled = the vehicle discharges to "
+        "min_soc, then charges to target_soc (signed target, Target_Mode; ISO 15118-20)",
+        choices=BPT_MODES,
+    )
+    max_discharge_current: float = param(
+        100.0, "BPT: largest current the vehicle delivers", unit="A", min=0.0, max=3000.0
+    )
+    max_discharge_power_kw: float = param(
+        0.0, "BPT: discharge power limit, 0 = none", unit="kW", min=0.0, max=5000.0
+    )
+    min_soc: float = param(
+        20.0, "minimum SoC: a BPT vehicle never discharges below it", unit="%", min=0, max=100
+    )
+    range_violation_timeout: float = param(
+        5.0,
+        "BPT: EV emergency stop when the current stays outside what the vehicle asks for "
+        "(beyond its range, or beyond 0..target) this long",
+        unit="s",
+        min=0.1,
+        max=600.0,
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "protocol", _protocol_name(self.protocol))
@@ -129,6 +182,37 @@ class VehicleParams:
             ev_id = b""
         if len(ev_id) != 6:
             raise ConfigError(f"{name}.ev_id = {self.ev_id!r} is not 12 hexadecimal digits")
+        self._check_bpt()
+
+    def _check_bpt(self) -> None:
+        name = type(self).__name__
+        if self.bpt is BptMode.OFF:
+            return
+        protocol = self.communication_protocol
+        if protocol not in BPT_PROTOCOLS:
+            raise ConfigError(
+                f"{name}.bpt_mode = {self.bpt_mode!r} needs protocol CCS_ISO_15118_2022 or "
+                f"CHAdeMO, not {self.protocol}"
+            )
+        if self.bpt is BptMode.SCHEDULED and protocol.is_chademo:
+            raise ConfigError(
+                f"{name}.bpt_mode = 'scheduled' is ISO 15118-20 only (CHAdeMO V2G is dynamic)"
+            )
+        if not self.min_soc < self.target_soc:
+            raise ConfigError(
+                f"{name}: min_soc = {self.min_soc} % must be below target_soc = "
+                f"{self.target_soc} % for bidirectional transfer"
+            )
+
+    @property
+    def bpt(self) -> BptMode:
+        """The bidirectional mode as an enum."""
+        return BptMode(self.bpt_mode)
+
+    @property
+    def bidirectional(self) -> bool:
+        """True if the vehicle may discharge (``bpt_mode`` is not off)."""
+        return self.bpt is not BptMode.OFF
 
     @property
     def communication_protocol(self) -> CommunicationProtocol:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from enum import Enum
 
 from evse_can_ros.core.battery import Battery, VehicleInlet
-from evse_can_ros.core.vehicle_params import VehicleParams
+from evse_can_ros.core.vehicle_params import BptMode, VehicleParams
 from evse_can_ros.protocol import (
     ChargingLoop,
     NewChargeSession,
@@ -51,8 +52,27 @@ _SESSION_PHASES = tuple(
 )
 
 
+@dataclass(frozen=True)
+class PowerRequest:
+    """The vehicle's power demand while charging, signed (positive = into the vehicle) [V], [A].
+
+    Target mode (``range_mode`` False): ``current_min == current_max`` = the target. Range mode:
+    any current in [``current_min``, ``current_max``] is acceptable and the charger side picks.
+    """
+
+    target_voltage: float
+    current_min: float
+    current_max: float
+    range_mode: bool
+
+
 class VehicleProfile:
-    """The vehicle's state, read-outs and requests. Pure: ``now`` is always an argument."""
+    """The vehicle's state, read-outs and requests. Pure: ``now`` is always an argument.
+
+    Bidirectional vehicles (``params.bpt_mode``, interface v3): :meth:`power_request` is a range
+    (dynamic) or a signed target (scheduled); the range never lets the SoC leave
+    [``min_soc``, ``target_soc``]: no discharge at the minimum, no charge at the target.
+    """
 
     def __init__(self, params: VehicleParams | None = None, inlet: VehicleInlet | None = None):
         self.params = params or VehicleParams()
@@ -71,14 +91,19 @@ class VehicleProfile:
         self.charger_max_voltage: float | None = None
         self.charger_max_current: float | None = None
         self.charger_max_power_kw = 0.0
+        self.charger_max_discharge_current = 0.0  # A, magnitude; 0 = the charger cannot discharge
         self.charge_delay = self.params.current_request_delay
         self.error: str | None = None  # set by an EV-side emergency stop
         self.stop_reason = ""  # why the vehicle ended the charge normally
         self.end_reason = ""  # why the session ended
         self.forced_open = False  # contactors opened with the current still flowing
-        self.session_energy_wh = 0.0
+        self.session_energy_wh = 0.0  # net: into the battery minus out of it
+        self.session_charged_wh = 0.0
+        self.session_discharged_wh = 0.0  # >= 0
         self.sessions = 0
         self.cv_active = False
+        self.discharging = False  # scheduled BPT: in the discharge part of the schedule
+        self._outside_since: float | None = None  # BPT: current outside the request since
         self.events: list[tuple[float, str]] = []
 
     # --- read-outs --------------------------------------------------------------------------
@@ -185,6 +210,59 @@ class VehicleProfile:
         if self._phase is not VehiclePhase.CHARGING:
             return None
         return ChargingLoop(self.target_voltage(), self.requested_current(), _soc_int(self.soc))
+
+    # --- bidirectional (interface v3) -------------------------------------------------------
+
+    def discharge_limit(self) -> float:
+        """Return the largest current the vehicle gives now [A, magnitude]; 0 if it may not.
+
+        0 for a charge-only vehicle, at or below ``min_soc``, or if the charger cannot discharge.
+        Else ``max_discharge_current`` limited by the vehicle's discharge power and the charger's
+        maximum discharge current.
+        """
+        p = self.params
+        if not p.bidirectional or self.soc <= p.min_soc:
+            return 0.0
+        limits = [p.max_discharge_current, self.charger_max_discharge_current]
+        if p.max_discharge_power_kw > 0:  # I with (ocv - I R) I = P, the smaller root
+            ocv, r = self.battery.ocv(), p.internal_resistance
+            root = ocv * ocv - 4 * r * p.max_discharge_power_kw * 1000
+            limits.append((ocv - math.sqrt(root)) / (2 * r) if root > 0 else ocv / (2 * r))
+        return max(0.0, min(limits))
+
+    def power_request(self) -> PowerRequest | None:
+        """Return the signed power demand while charging (v3 DC_Power_Control), else None.
+
+        Dynamic BPT: the range [-discharge limit, +charge current], the charge end at 0 once
+        ``target_soc`` is reached and the discharge end at 0 at ``min_soc``. Scheduled BPT: the
+        signed target (the discharge limit, negative, in the discharge part). Charge only:
+        the CC-CV target of :meth:`requested_current`.
+        """
+        if self._phase is not VehiclePhase.CHARGING:
+            return None
+        v = self.target_voltage()
+        if self.params.bpt is BptMode.DYNAMIC:
+            charge = self.requested_current() if self.soc < self.params.target_soc else 0.0
+            return PowerRequest(v, -self.discharge_limit(), charge, range_mode=True)
+        target = -self.discharge_limit() if self.discharging else self.requested_current()
+        return PowerRequest(v, target, target, range_mode=False)
+
+    def accepted_currents(self) -> tuple[float, float]:
+        """Return the currents the vehicle accepts now [A, signed] (lowest, highest).
+
+        Range mode: the range. Target mode: anything between 0 and the target (a charger may
+        deliver less than asked, never more, never the other way).
+        """
+        request = self.power_request()
+        if request is None:
+            return 0.0, 0.0
+        if request.range_mode:
+            return request.current_min, request.current_max
+        return min(0.0, request.current_max), max(0.0, request.current_max)
+
+    def energy_to_soc_kwh(self, soc: float) -> float:
+        """Return the energy from the present SoC to ``soc`` [kWh, signed: < 0 = to give]."""
+        return (soc - self.soc) * self.params.capacity_kwh / 100.0
 
 
 def _soc_int(soc: float) -> int:
