@@ -371,6 +371,11 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "vehicle": {"protocol": ISO20, "bpt_mode": "scheduled", "initial_soc": 60.0,
                     "min_soc": 50.0, "target_soc": 55.0},
     },
+    "chademo_v2g": {
+        "vehicle": {"protocol": "CHADEMO_V2_0", "bpt_mode": "dynamic", "initial_soc": 60.0,
+                    "min_soc": 50.0, "target_soc": 62.0},
+        "scenario": {"csms_setpoint": -50.0, "csms_setpoint_at_limit": 100.0},
+    },
     "emergency": {"scenario": {"ev_emergency_after": 0.5}},
     "insulation_fault": {"config": {"insulation_timeout": 1.0},
                          "scenario": {"insulation_fault_kohm": 10.0}},
@@ -400,9 +405,12 @@ def test_every_frame_decodes_strictly_with_our_codec_and_the_vendor_kcd(name: st
     }
     common = {"Advantics_Controller_Status", "New_Charge_Session", "DC_Power_Control"}
     assert common | info | {"Charge_Session_Finished"} <= names
-    assert ("OCPP_Control" in names) is (name == "dynamic_csms")
+    assert ("OCPP_Control" in names) is (name in ("dynamic_csms", "chademo_v2g"))
     assert ("Emergency_Stop" in names) is (name == "emergency")
     assert ("Charge_Status_Change" in names) is (name != "insulation_fault")
+    assert ("CCS_Extra_Information" in names) is not name.startswith("chademo")
+    clean = name not in ("emergency", "insulation_fault")
+    assert (rig.sim.session_result is SessionEnd.CLEAN_STOP) is clean, rig.sim.end_reason
 
 
 # --- bidirectional sessions (issue 18 item 5) --------------------------------------------------
