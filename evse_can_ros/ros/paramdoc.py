@@ -16,7 +16,7 @@ from evse_can_ros.core.charge_session import SessionConfig
 from evse_can_ros.core.controller_sim import ControllerSimConfig, Scenario
 from evse_can_ros.core.power_module import PowerModuleConfig
 from evse_can_ros.core.vehicle import VehicleParams
-from evse_can_ros.ros.controller_sim_node import SimLinkConfig
+from evse_can_ros.ros.controller_sim_node import SimInterfaceConfig, SimLinkConfig
 from evse_can_ros.ros.converter_driver_node import DriverConfig
 from evse_can_ros.transport import LinkConfig
 
@@ -57,6 +57,7 @@ NODES: tuple[tuple[str, str, tuple[tuple[str, Any], ...], tuple[str, ...]], ...]
         "controller_simulator",
         "The Advantics controller and a vehicle (simulation only).",
         (
+            ("", SimInterfaceConfig),
             ("", ControllerSimConfig),
             ("can_", SimLinkConfig),
             ("vehicle.", VehicleParams),
