@@ -774,13 +774,15 @@ class PowerModule:
             return OFF
         op_v, op_i, op_p = self._limits
         v = min(req.voltage, caps.max_voltage, op_v)
-        i = self._operating_current(req)
+        floor = max(self._ev_min_voltage, caps.min_voltage)
+        can_discharge = caps.discharge_limit_at(floor) > 0 and self._discharge_limit > 0
+        i = self._operating_current(req, can_discharge)
         if i >= 0:
             if v <= 0 or v < caps.min_voltage:
                 return OFF
             i = min(i, caps.current_limit_at(v), op_i, op_p / v)
         else:  # from the vehicle, never below its minimum voltage (v3)
-            v = max(self._ev_min_voltage, caps.min_voltage)
+            v = floor
             i = -min(-i, caps.discharge_limit_at(v), self._discharge_limit, op_p / max(v, 1.0))
         ramped, rate = self._ramped_current, self.config.current_ramp_rate
         if ramped * i < 0:
@@ -793,8 +795,12 @@ class PowerModule:
             return Setpoint(Mode.REGULATE, v, i)
         return Setpoint(Mode.REGULATE, v, i) if v > 0 else OFF
 
-    def _operating_current(self, req: PowerRequest) -> float:
-        """Return the requested current [A, signed]: the target or a point in the range (B3)."""
+    def _operating_current(self, req: PowerRequest, can_discharge: bool) -> float:
+        """Return the requested current [A, signed]: the target or a point in the range (B3).
+
+        The local policy's discharge needs a stage and a session that allow one; otherwise the
+        range maximum (a unidirectional charger in a V2G session charges).
+        """
         if not req.range_mode:
             return req.current_max
         low, high = req.current_min, req.current_max
@@ -802,7 +808,8 @@ class PowerModule:
             return 0.0  # an inverted range: nothing is acceptable, deliver nothing
         wanted = self._dynamic_target
         if wanted is None:
-            wanted = high if self._operating_point is None else self._operating_point
+            local = self._operating_point
+            wanted = high if local is None or (local < 0 and not can_discharge) else local
         return min(max(wanted, low), high)
 
     def _status(self, m: Measurement | None) -> PowerModulesStatus | None:

@@ -80,6 +80,8 @@ __all__ = [
 
 RANGE_TOLERANCE = 2.0
 """A: a current this far (or 5 %) outside what a BPT vehicle accepts counts as outside."""
+IDLE_AT_TARGET_STOP = 10.0
+"""s: a dynamic BPT vehicle at its target SoC ends the charge when nothing flows this long."""
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +177,7 @@ class Vehicle(VehicleProfile):
 
     def _start_requesting(self, now: float) -> None:
         self._outside_since = None
+        self._idle_since: float | None = None
         self.discharging = self.params.bpt is BptMode.SCHEDULED and self.discharge_limit() > 0
         plan = f": discharging to {self.params.min_soc:g} % first" if self.discharging else ""
         self._set_phase(now, VehiclePhase.CHARGING, f"requesting current{plan}")
@@ -191,7 +194,16 @@ class Vehicle(VehicleProfile):
             return
         current = self.requested_current()
         if p.bpt is BptMode.DYNAMIC and self.present_current <= 0:
-            return  # the charger picks: the charge ends when it has charged to the target
+            # the charger picks: the charge ends when it has charged to the target, or when the
+            # vehicle is at its target and the charger moves nothing either way for a while
+            idle = self.soc >= p.target_soc and abs(self.present_current) < 1.0
+            if not idle:
+                self._idle_since = None
+            elif self._idle_since is None:
+                self._idle_since = now
+            elif now - self._idle_since >= IDLE_AT_TARGET_STOP:
+                self.request_stop(now, f"at the target SoC {p.target_soc:g} %, nothing to do")
+            return
         if self.soc >= self.params.target_soc:
             self.request_stop(now, f"target SoC {self.params.target_soc:g} % reached")
         elif self.cv_active and current < self.params.stop_current:
