@@ -453,7 +453,10 @@ class PowerModule:
         elif isinstance(msg, EvInformationVoltages):
             self._ev_min_voltage = max(0.0, msg.ev_minimum_voltage)  # 0 = not provided (V3-11)
         elif not self._can_command():
-            return
+            request = power_request(msg)
+            if request is not None and request.lowering and not self._latched:
+                self._on_standby(request, now)  # v3: lowering in Closing_Communication, after
+            return  # Charge_Session_Finished (v3 digest 5.3, situation 3)
         elif isinstance(msg, OcppControl):
             self._dynamic_target = msg.dynamic_target_current
             log.info("OCPP_Control: dynamic target %g A", msg.dynamic_target_current)
@@ -522,7 +525,9 @@ class PowerModule:
             setpoint=setpoint,
             status=self._status(m),
             phase=self.phase,
-            wake=(self.in_session and not self._latched) or not cfg.sleep_when_idle,
+            wake=(self.in_session and not self._latched)
+            or self.phase is Phase.DISCHARGE
+            or not cfg.sleep_when_idle,
             fault=self.fault,
         )
 
@@ -621,7 +626,8 @@ class PowerModule:
                 self._end_session()  # PM-48
             return
         if self.phase is Phase.DISCHARGE and state not in self._discharge_states:
-            self._set_phase(Phase.STANDBY, f"controller state {state.label}: discharge stopped")
+            after = Phase.STANDBY if self.in_session else Phase.IDLE
+            self._set_phase(after, f"controller state {state.label}: discharge stopped")
         if state in STANDBY_ON_ENTRY or not state.known:  # A18, PM-45
             if state == ControllerState.PRECHARGE:
                 stop = {Phase.INSULATION_TEST, Phase.DISCHARGE}
@@ -679,7 +685,7 @@ class PowerModule:
             self._set_phase(Phase.STANDBY, why)  # PM-24, PM-32: no discharge
         elif (
             req.lowering
-            and self.phase is Phase.STANDBY
+            and self.phase in (Phase.STANDBY, Phase.IDLE)
             and self.version is ProtocolVersion.V3
             and self.state in self._discharge_states
             and (self._insulation_tested or self.state in LOWERING_AT_CLOSE)
@@ -702,19 +708,20 @@ class PowerModule:
     def _supervise_discharge(self, voltage: float, now: float) -> None:
         cfg = self.config
         since = now if self._discharge_since is None else self._discharge_since
+        after = Phase.STANDBY if self.in_session else Phase.IDLE
         if voltage <= cfg.discharge_voltage:
-            self._set_phase(Phase.STANDBY, f"output discharged to {voltage:.1f} V")
+            self._set_phase(after, f"output discharged to {voltage:.1f} V")
         elif voltage > self._discharge_floor + cfg.discharge_rise_limit:
             self._discharge_blocked = True
             self._set_phase(
-                Phase.STANDBY,
+                after,
                 f"output voltage rising during the discharge ({self._discharge_floor:.1f} -> "
                 f"{voltage:.1f} V): a battery is connected, discharge stopped",
             )
         elif now - since > cfg.discharge_timeout:
             self._discharge_blocked = True
             self._set_phase(
-                Phase.STANDBY,
+                after,
                 f"output still at {voltage:.1f} V after {now - since:.1f} s of discharge "
                 f"(discharge_timeout): a battery may be connected, discharge stopped",
             )
