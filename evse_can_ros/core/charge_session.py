@@ -563,15 +563,7 @@ class ChargeSession:
             o.session is not None or o.state == S.CONNECTED_WITH_FULL_INFO
         ):
             self._limits_sent_for_session = True
-            out.append(
-                SetLimits(
-                    g.max_voltage,
-                    self._current_limit(),
-                    True,
-                    g.max_power,
-                    g.max_discharge_current,
-                )
-            )
+            out.append(self._limits(discharge=True))
         if o.state == S.CCS_AUTHORISATION_PROCESS and not self._ccs_decided:
             self._ccs_decided = True
             out.append(SetCcsAuthorisation(g.accept_ccs_authorisation))
@@ -621,7 +613,10 @@ class ChargeSession:
         """Return the V2G Range_Mode operating point [A, signed]; None = the range maximum (B3).
 
         Discharge at ``max_discharge_current`` while the SoC is above ``min_soc`` and the
-        vehicle's own minimum; then (for good) charge. Without a known SoC: no discharge.
+        vehicle's own minimum; then (for good) charge. Without a known SoC: no discharge. At the
+        goal's ``min_soc`` the session's discharge limit drops to 0, so no later request (a
+        scheduled vehicle's target, the CSMS) discharges further; at the vehicle's own minimum
+        the vehicle is trusted to stop asking.
         """
         o, g = self.obs, self.goal
         if not g.max_discharge_current or o.discharged or o.ended_at is not None:
@@ -632,6 +627,10 @@ class ChargeSession:
         if o.soc <= floor:
             o.discharged = True
             log.info("V2G: SoC %g %% reached the minimum %g %%: charging now", o.soc, floor)
+            if g.min_soc and o.soc <= g.min_soc:
+                # the goal's own minimum holds whatever the vehicle or the CSMS ask: the
+                # session's discharge limit becomes 0 (the converter driver enforces it)
+                self._pending.append(self._limits(discharge=False))
             return None
         return -g.max_discharge_current
 
@@ -649,6 +648,16 @@ class ChargeSession:
         ):
             return f"duration limit {g.max_duration:g} s reached"
         return ""
+
+    def _limits(self, discharge: bool) -> SetLimits:
+        g = self.goal
+        return SetLimits(
+            g.max_voltage,
+            self._current_limit(),
+            True,
+            g.max_power,
+            g.max_discharge_current if discharge else 0.0,
+        )
 
     def _current_limit(self) -> float:
         g, o = self.goal, self.obs
