@@ -581,6 +581,13 @@ def _add_record(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help="stop after this time (default: until Ctrl-C)",
     )
     p.add_argument("--bridge-node", default="can_bridge", help="bridge node name in the namespace")
+    p.add_argument(
+        "--protocol-version",
+        type=int,
+        choices=(2, 3),
+        default=2,
+        help="interface version of the charger (bag metadata; the tools read it from the frames)",
+    )
     p.set_defaults(func=_cmd_record)
 
 
@@ -592,7 +599,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from evse_can_ros.ros.recording_cli import run_record
 
     return int(
-        run_record(args.output, args.namespace, args.storage, args.duration, args.bridge_node)
+        run_record(
+            args.output,
+            args.namespace,
+            args.storage,
+            args.duration,
+            args.bridge_node,
+            protocol_version=args.protocol_version,
+        )
     )
 
 
@@ -642,9 +656,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if not session.frames:
         raise CliError(f"nothing to replay in {args.input}", code=1)
     if args.print:
-        from evse_can_ros.protocol import as_dict, load_codec
+        from evse_can_ros.protocol import as_dict
 
-        codec = load_codec()
+        codec = session.codec()
         t0 = session.frames[0].t
         for tf in session.frames:
             try:
