@@ -16,7 +16,7 @@ Examples::
 
     ros2 launch evse_can_ros charger.launch.py can_channel:=can0
     ros2 launch evse_can_ros charger.launch.py sim:=true can_channel:=vcan0
-    ros2 launch evse_can_ros charger.launch.py pistol_index:=1,2 can_bridge_log_level:=debug \\
+    ros2 launch evse_can_ros charger.launch.py pistols:=1,2 can_bridge_log_level:=debug \\
         params_file:=$(ros2 pkg prefix evse_can_ros)/share/evse_can_ros/config/charger.yaml
 """
 

@@ -277,3 +277,15 @@ def test_launch_description_builds_with_launch_ros(monkeypatch: pytest.MonkeyPat
     assert len(nodes) == len(node_set(ChargerOptions(sim=True)))
     assert sum(isinstance(n, LifecycleNode) for n in nodes) == 1
     assert len(actions) - len(nodes) == 3
+
+
+def test_protocol_version_reaches_every_node_and_pistols_is_the_argument_name() -> None:
+    options = options_from_arguments({"pistols": "1-2", "sim": "true", "protocol_version": "3"})
+    specs = node_set(options)
+    assert options.pistols == (1, 2) and len(specs) == 8
+    assert all(s.parameters["protocol_version"] == 3 for s in specs)
+    assert "protocol_version" not in node_set(options_from_arguments({}))[0].parameters
+    with pytest.raises(NodeSetError, match="protocol_version must be 2 or 3"):
+        options_from_arguments({"protocol_version": "4"})
+    with pytest.raises(NodeSetError, match="protocol_version must be 2 or 3"):
+        options_from_arguments({"protocol_version": "three"})
