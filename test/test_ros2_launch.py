@@ -239,11 +239,6 @@ def test_fault_and_lifecycle_deactivate_turn_the_output_off(charger: Proc, ros2:
             proc.kill()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="converter driver: its link watchdog keeps the time of the last controller message "
-    "from before deactivate, so activate latches 'no controller message' at once",
-)
 def test_reactivated_driver_starts_without_a_fault(charger: Proc) -> None:
     # follows the deactivate/activate of the previous test; reads the launch output only
     out = charger.output()

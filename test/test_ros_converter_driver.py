@@ -374,6 +374,13 @@ def test_lifecycle_deactivate_turns_the_output_off(rig: Rig) -> None:
     rig.to_charging(100.0)
     rig.driver.trigger_deactivate()
     assert rig.driver.backend is not None and rig.driver.backend.setpoint.mode.value == "OFF"
+    # re-activated mid-session: like a restarted driver, no power and no stale-link fault
+    assert rig.driver.trigger_activate().name == "SUCCESS"
+    wait(lambda: rig.driver.core is not None and rig.driver.core.heartbeat_seen, 1.0)
+    core = rig.driver.core
+    assert core is not None and core.module.fault == "" and not core.module.in_session
+    assert rig.driver.backend.setpoint.mode.value == "OFF"
+    rig.driver.trigger_deactivate()
     rig.driver.trigger_cleanup()
     assert rig.driver.backend is None
 

@@ -213,8 +213,15 @@ class ConverterDriverNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Start the control loop and the status publishers."""
+        """Start the control loop and the status publishers.
+
+        A re-activation starts from a fresh state machine, as a restarted driver would: no
+        power until the controller opens a new session, and no stale link timing.
+        """
         c, g = self.config, self.guard
+        with self._lock:
+            if self.backend is not None and self.core is not None and self.core.heartbeat_seen:
+                self.core = ConverterDriver(self.backend, self.pm_config, self.version)
         self._timers = [
             self.create_timer(c.control_period, g.wrap("control loop", self._control)),
             self.create_timer(c.status_period, g.wrap("status timer", self._publish_status)),
