@@ -78,8 +78,9 @@ def test_a_charge_then_capacity_gone_mid_charge_through_the_module_emulator(
         tmp_path,
         {"min_modules": 4},
         # a short cut-off keeps the run short: the dropped module cannot hear the off command
-        # and switches itself off (10 s on real modules; the simulated-clock test uses 10 s)
-        {"cutoff": 2.0},
+        # and switches itself off (10 s on real modules; the simulated-clock test uses 10 s);
+        # a smaller bleed resistor discharges the output faster after the insulation test
+        {"cutoff": 2.0, "bleed_resistance": 500.0},
     )
     options = ChargerOptions(
         can_interface="virtual",
@@ -114,7 +115,9 @@ def test_a_charge_then_capacity_gone_mid_charge_through_the_module_emulator(
 
         # 1. a charge through the backend and the module emulator
         out = io.StringIO()
-        code, result = run_charge(ChargeRequest(ns, {"target_soc": 30.0}), out=out, context=context)
+        code, result = run_charge(
+            ChargeRequest(ns, {"target_soc": 30.0}), out=out, context=context
+        )
         assert code == 0, out.getvalue()
         assert result.outcome == Charge.Result.OUTCOME_LIMIT_REACHED
         assert result.initial_soc == 20.0 and result.final_soc >= 30.0 and result.safe_to_unplug

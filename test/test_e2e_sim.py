@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import threading
 import time
 import uuid
@@ -154,8 +155,9 @@ class Pistol2:
             Charge.Goal(**fields), feedback_callback=lambda f: feedback.append(f.feedback)
         )
         wait_until(
-            lambda: sent.done()
-            and any(f.stage == Charge.Feedback.STAGE_CHARGING for f in feedback),
+            lambda: (
+                sent.done() and any(f.stage == Charge.Feedback.STAGE_CHARGING for f in feedback)
+            ),
             30.0,
             f"pistol 2 never charging: {[f.stage_name for f in feedback]}",
         )
@@ -189,13 +191,16 @@ class Pistol2:
         assert r.error_code == Charge.Result.EMERGENCY_STOP_PEV, (r.error_code, r.error_msg)
         assert r.outcome != Charge.Result.OUTCOME_COMPLETED and r.error_msg
         assert r.session_end_state == Charge.Result.SESSION_END_RUSHED
-        # the safe state: no current, output de-energised, the session over
-        assert feedback[-1].present_current < 1.0
+        # the safe state: no current, output de-energised, the session over (as measured by the
+        # converter; the last feedback may still show the current of the charge: the server
+        # publishes none in the step that decides the result)
         n = len(self.status)
         wait_until(
-            lambda: len(self.status) > n
-            and abs(self.status[-1].current) < 1.0
-            and self.status[-1].voltage < 60.0,
+            lambda: (
+                len(self.status) > n
+                and abs(self.status[-1].current) < 1.0
+                and self.status[-1].voltage < 60.0
+            ),
             10.0,
             f"output not de-energised: {self.status[-1] if self.status else None}",
         )
@@ -285,8 +290,10 @@ def test_one_charge_one_cancel_one_fault_on_two_pistols_at_once(charger_factory:
 def test_main_job_command(tmp_path: Path) -> None:
     """The README's step 2: `evse-can-ros sim` charges and exits 0 (a separate process).
 
-    With FAST simulator phases (the battery at sim.yaml's pace: the SoC line is exact); the
-    command without --params-file (sim.yaml as it is) runs in
+    With FAST simulator phases and the battery at sim.yaml's pace (200 times real time: 1 % of
+    SoC in ~0.15 s, so the stop at the target may show one or two percent more under load, as
+    the in-memory test_charger_sim.py::test_ccs_charge_to_80_percent allows too); the command
+    without --params-file (sim.yaml as it is) runs in
     test_shutdown.py::test_sim_switches_the_output_off_on_sigterm_mid_charge.
     """
     import os
@@ -316,5 +323,5 @@ def test_main_job_command(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "result:        OK" in proc.stdout
-    assert "SoC:           20 % -> 30 %" in proc.stdout
+    assert re.search(r"SoC: +20 % -> 3[0-2] %", proc.stdout), proc.stdout
     assert "Traceback" not in proc.stderr

@@ -107,7 +107,7 @@ class Rig:
     def stepped(self) -> None:
         """Wait until the charge server has stepped at least once from now on."""
         n = self.steps[0]
-        assert self.h.wait_for(lambda: self.steps[0] > n, 2.0), "charge server not stepping"
+        assert self.h.wait_for(lambda: self.steps[0] > n, 5.0), "charge server not stepping"
 
     def power(self, voltage: float, current: float = 0.0) -> None:
         """Publish a converter status (again every 50 ms) until the server has taken it."""
@@ -122,7 +122,7 @@ class Rig:
             insulation_resistance=math.inf,
         )
         taken = lambda: (self.seen.power_time or 0.0) >= sent  # noqa: E731
-        for _ in range(40):
+        for _ in range(100):
             self.status_pub.publish(msg)
             if self.h.wait_for(taken, 0.05, period=0.005):
                 return
@@ -131,7 +131,7 @@ class Rig:
     def state(self, name: str) -> None:
         """Heartbeat in state ``name`` until the server has seen it and stepped with it."""
         self.peer.heartbeat(STATES[name])
-        assert self.h.wait_for(lambda: self.seen.state == STATES[name], 2.0), name
+        assert self.h.wait_for(lambda: self.seen.state == STATES[name], 5.0), name
         self.stepped()
         self.power(self.voltage, self.current)
 
@@ -169,7 +169,7 @@ class Rig:
             },
         )
         session = lambda: self.server.server.session  # noqa: E731
-        assert self.h.wait_for(lambda: session() and session().obs.session is not None, 2.0)
+        assert self.h.wait_for(lambda: session() and session().obs.session is not None, 5.0)
         self.stepped()
 
     def charge(self) -> None:

@@ -30,10 +30,10 @@ rclpy = pytest.importorskip("rclpy")
 from rclpy.parameter import Parameter  # noqa: E402
 
 from evse_can_ros.core.battery import Battery, BatteryParams, VehicleInlet  # noqa: E402
+from evse_can_ros.msg import ConverterStatus  # noqa: E402
 from evse_can_ros.ros.can_bridge_node import CanBridgeNode  # noqa: E402
 from evse_can_ros.ros.common import LocalSafetyLink, NodeConfigError  # noqa: E402
 from evse_can_ros.ros.converter_driver_node import ConverterDriverNode  # noqa: E402
-from evse_can_ros.msg import ConverterStatus  # noqa: E402
 from evse_can_ros.ros.testing import Collector, RosHarness  # noqa: E402
 from evse_can_ros.tools.bus_peer import BusPeer  # noqa: E402
 
@@ -168,7 +168,7 @@ class Rig:
         """Send controller state ``s``; return once the driver's state machine has it."""
         self.ctl.state(s)
         core = self.driver.core
-        assert wait(lambda: core is not None and core.module.state == s, 2.0) < 2.0, s
+        assert wait(lambda: core is not None and core.module.state == s, 5.0) < 5.0, s
 
     def close(self) -> None:
         self.ctl.close()
@@ -345,10 +345,8 @@ def test_exception_in_the_control_loop_latches_the_output_off(
 
     core.module.step = broken  # type: ignore[method-assign]
     assert wait(lambda: rig.driver.backend.setpoint.mode.value == "OFF", 1.0) < 0.2  # type: ignore[union-attr]
-    latched = time.monotonic()
     assert wait(lambda: any(m.fault for m in status.msgs), 1.0) < 0.1, "fault not published"
     assert "internal error" in next(m.fault for m in status.msgs if m.fault)
-    assert next(t for m, t in zip(status.msgs, status.times, strict=True) if m.fault) < latched + 0.1
     assert wait(lambda: rig.bus("System_Enable") == 0, 1.0) < 0.5
     assert rig.driver.guard.errors >= 1 and "injected" in rig.driver.guard.last_error
     del core.module.step  # the loop works again, the output stays latched off

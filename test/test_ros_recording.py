@@ -209,7 +209,7 @@ def test_record_then_replay_offline_and_on_the_bus(
         replay_stats = replay_to_bus(select_frames(session, "controller"), bus, speed=2.0)
         assert replay_stats.sent > 50 and replay_stats.failed == 0
         # every event message of the original stream has reached the second bag
-        assert harness.wait_for(lambda: written[0] >= len(stream), 3.0), (written, len(stream))
+        assert harness.wait_for(lambda: written[0] >= len(stream), 5.0), (written, len(stream))
     finally:
         bus.shutdown()
         harness.remove(rec2)
