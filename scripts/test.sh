@@ -29,7 +29,10 @@ mapfile -t pure < <(existing evse_can_ros/protocol evse_can_ros/config.py evse_c
 mypy "${pure[@]}" || failed+=(mypy)
 echo "== pytest"
 # `pytest` (not `python -m pytest`): the repo root must not shadow the installed package.
-pytest "$@" || failed+=(pytest)
+# Two workers (pytest-xdist): one runs the real-time tests one after the other (the ros marker,
+# test/conftest.py), the other the simulated-clock tests; each worker has its own ROS_DOMAIN_ID
+# (base + worker index). `./scripts/test.sh -n 0` runs everything in one process.
+pytest -n 2 --dist loadgroup "$@" || failed+=(pytest)
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED: ${failed[*]}" >&2

@@ -1,7 +1,10 @@
 """Shared fixtures.
 
 ROS rules for every test process: DDS stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE) and
-the domain is explicit; both are set here, before any test can initialise rclpy.
+the domain is explicit; both are set here, before any test can initialise rclpy. With parallel
+workers (pytest-xdist, ``pytest -n 2``) worker N runs in domain ROS_DOMAIN_ID + N, so that
+node sets with the same names (``/evse/pistol1``, ``/diagnostics``) in two workers never meet;
+the processes the tests start inherit it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import pytest
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", "42")
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1" ... under pytest-xdist
+if _WORKER.startswith("gw") and _WORKER[2:].isdigit():
+    os.environ["ROS_DOMAIN_ID"] = str(int(os.environ["ROS_DOMAIN_ID"]) + int(_WORKER[2:]))
 
 REPO = Path(__file__).resolve().parents[1]
 # Test the source tree (new files need no rebuild); evse_can_ros/__init__.py extends the package
@@ -90,3 +96,20 @@ def harness():  # type: ignore[no-untyped-def]
     h = RosHarness()
     yield h
     h.close()
+
+
+REAL_TIME = {
+    "test_infypower_cli.py",
+    "test_tools_session.py",
+    "test_transport.py",
+    "test_transport_loopback.py",
+}
+"""Files without the ``ros`` marker whose tests also run in real time (threads, processes)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With pytest-xdist (``-n 2 --dist loadgroup``): one worker runs every real-time test, one
+    after the other as without xdist; the other workers share the simulated-clock tests."""
+    for item in items:
+        if item.get_closest_marker("ros") or item.path.name in REAL_TIME:
+            item.add_marker(pytest.mark.xdist_group("real_time"))
