@@ -131,6 +131,7 @@ class Pistol2:
             ConverterStatus, f"{ns}/converter_status", self.status.append, 10
         )
         self.availability: list[str] = []
+        self.charging_at: list[float] = []  # arrival times of feedback in stage charging
         self.node.create_subscription(
             ChargerAvailability,
             f"{ns}/charger_availability",
@@ -151,9 +152,13 @@ class Pistol2:
     def goal_until_charging(self, **fields: Any) -> tuple[Any, list[Any]]:
         """Send a goal; return its handle and feedback once the pistol is charging."""
         feedback: list[Any] = []
-        sent = self.client.send_goal_async(
-            Charge.Goal(**fields), feedback_callback=lambda f: feedback.append(f.feedback)
-        )
+
+        def on_feedback(msg: Any) -> None:
+            feedback.append(msg.feedback)
+            if msg.feedback.stage == Charge.Feedback.STAGE_CHARGING:
+                self.charging_at.append(time.monotonic())
+
+        sent = self.client.send_goal_async(Charge.Goal(**fields), feedback_callback=on_feedback)
         wait_until(
             lambda: (
                 sent.done() and any(f.stage == Charge.Feedback.STAGE_CHARGING for f in feedback)
@@ -230,12 +235,18 @@ def test_one_charge_one_cancel_one_fault_on_two_pistols_at_once(charger_factory:
     charger.executor.add_node(watcher)
     pistol2 = Pistol2(charger)
     outcome: list[Any] = []
+    charging_times: list[float] = []  # pistol 1: arrival times of feedback in stage charging
+
+    def on_feedback(fb: Any) -> None:
+        feedback.append(fb)
+        if fb.stage == Charge.Feedback.STAGE_CHARGING:
+            charging_times.append(time.monotonic())
 
     def pistol1() -> None:
         code, result = run_charge(
             ChargeRequest(pistol_namespace("evse", 1), {"target_soc": 60.0}),
             out=io.StringIO(),
-            on_feedback=feedback.append,
+            on_feedback=on_feedback,
             context=charger.context,
         )
         outcome.append((code, result))
@@ -281,8 +292,9 @@ def test_one_charge_one_cancel_one_fault_on_two_pistols_at_once(charger_factory:
         i for i, f in enumerate(feedback) if f.stage == Charge.Feedback.STAGE_CHARGING
     )
     assert not any(v for v, n in unplug if n and n <= charging_at)
-    # each pistol's battery is its own; pistol 2 charged while pistol 1 did (its two sessions
-    # ran inside pistol 1's one)
+    # both pistols were charging at the same time; each pistol's battery is its own
+    p1, p2 = charging_times, pistol2.charging_at
+    assert p1[0] < p2[-1] and p2[0] < p1[-1], (p1[0], p1[-1], p2[0], p2[-1])
     assert charger.inlets[1].battery is not charger.inlets[2].battery
     assert charger.inlets[2].battery.energy_charged_wh > 0.0
 
