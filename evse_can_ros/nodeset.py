@@ -14,6 +14,11 @@ Per pistol, in namespace ``/<namespace>/pistol<index>``:
 Parameters given here override a params file (like ``parameters=[params_file, overrides]`` in a
 launch file); options left at ``None`` are not set here, so the params file or the node default
 decides.
+
+Namespaces: ``evse-can-ros run`` uses the absolute ``/<namespace>/pistol<N>``; the launch file uses
+:func:`launch_namespace`, relative unless the namespace option starts with ``/``, so that a parent
+launch file (``PushRosNamespace``, ``GroupAction``) can place the charger, e.g. under
+``/site_a/evse/pistol1``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class NodeSpec:
     factory: str  # "module:Class" of the rclpy node
     parameters: dict[str, Any] = field(default_factory=dict)
     pistol_index: int = 1
+    log_level: str = "info"  # of this node's process (launch file)
 
 
 EXECUTABLES: dict[str, str] = {
@@ -68,10 +74,13 @@ class ChargerOptions:
     can_channel: str | None = None
     can_bitrate: int | None = None
     converter_backend: str | None = None
+    protocol_version: int | None = None  # None: the params file / the nodes' default (2)
     sim: bool = False
     auto_activate: bool | None = None
     params_file: str = ""
     log_level: str = "info"
+    # per executable (e.g. {"can_bridge": "debug"}); the others use log_level
+    node_log_levels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.pistols:
@@ -81,8 +90,16 @@ class ChargerOptions:
                 raise NodeSetError(f"pistol index {p} out of range 1..31")
         if len(set(self.pistols)) != len(self.pistols):
             raise NodeSetError(f"pistol indices repeat: {list(self.pistols)}")
-        if self.log_level not in LOG_LEVELS:
-            raise NodeSetError(f"log level {self.log_level!r} not one of {', '.join(LOG_LEVELS)}")
+        for level in (self.log_level, *self.node_log_levels.values()):
+            if level not in LOG_LEVELS:
+                raise NodeSetError(f"log level {level!r} not one of {', '.join(LOG_LEVELS)}")
+        for executable in self.node_log_levels:
+            if executable not in EXECUTABLES:
+                raise NodeSetError(
+                    f"log level for unknown node {executable!r} (nodes: {', '.join(EXECUTABLES)})"
+                )
+        if self.protocol_version is not None and self.protocol_version not in (2, 3):
+            raise NodeSetError(f"protocol_version must be 2 or 3, got {self.protocol_version}")
         if self.can_bitrate is not None and self.can_bitrate < 0:
             raise NodeSetError(f"CAN bitrate must be >= 0, got {self.can_bitrate}")
 
@@ -138,17 +155,40 @@ def node_set(options: ChargerOptions) -> list[NodeSpec]:
         ]
         if options.sim:
             wanted.append(("controller_simulator", {**pistol, **link}))
-        for executable, params in wanted:
+        version = (
+            {}
+            if options.protocol_version is None
+            else {"protocol_version": options.protocol_version}
+        )
+        for executable, own in wanted:
+            params = {**own, **version}  # every node of a pistol speaks the same version
+            level = options.node_log_levels.get(executable, options.log_level)
             specs.append(
-                NodeSpec(executable, executable, ns, EXECUTABLES[executable], params, index)
+                NodeSpec(executable, executable, ns, EXECUTABLES[executable], params, index, level)
             )
     return specs
 
 
+def launch_namespace(spec: NodeSpec, options: ChargerOptions) -> str:
+    """Namespace of ``spec`` in a launch file: relative, unless the namespace option is absolute.
+
+    ``evse/pistol1`` lands in ``/evse/pistol1`` at top level and in ``/site_a/evse/pistol1`` under
+    ``PushRosNamespace("site_a")``; ``namespace:=/evse`` pins it to ``/evse/pistol1``.
+    """
+    if options.namespace.startswith("/"):
+        return spec.namespace
+    return spec.namespace.lstrip("/")
+
+
 LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     # (name, default, description); "" = not set: the params file or the node default decides
-    ("namespace", DEFAULT_NAMESPACE, "charger namespace; pistol N runs in /<namespace>/pistolN"),
-    ("pistol_index", "1", "pistol index, or several on one bus: 1,2 or 1-4"),
+    (
+        "namespace",
+        DEFAULT_NAMESPACE,
+        "pistol N runs in <namespace>/pistolN, under a pushed namespace (a leading / pins it)",
+    ),
+    ("pistols", "1", "pistol index, or several on one bus: 1,2 or 1-4"),
+    ("pistol_index", "", "old name of pistols (kept for existing launch files)"),
     (
         "can_interface",
         "",
@@ -158,9 +198,19 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("can_bitrate", "", "bit/s; empty = params file / interface default"),
     ("params_file", "", "ROS 2 parameters YAML given to every node (overridden by the arguments)"),
     ("converter_backend", "", "power-module backend; node default simulated"),
+    ("protocol_version", "", "Generic EVSE CAN interface 2 or 3; empty = params file / 2"),
     ("sim", "false", "add the controller + vehicle simulator (one per pistol)"),
-    ("auto_activate", "", "converter driver configures+activates itself; node default true"),
-    ("log_level", "info", "debug, info, warn, error or fatal"),
+    (
+        "auto_activate",
+        "true",
+        "true: launch configures and activates the converter driver (lifecycle events); "
+        "false: it stays unconfigured for a lifecycle manager",
+    ),
+    ("log_level", "info", "debug, info, warn, error or fatal (every node)"),
+    *(
+        (f"{executable}_log_level", "", f"log level of {executable}; empty = log_level")
+        for executable in EXECUTABLES
+    ),
 )
 
 
@@ -171,15 +221,27 @@ def options_from_arguments(values: dict[str, str]) -> ChargerOptions:
         bitrate = int(v["can_bitrate"]) if v["can_bitrate"] else None
     except ValueError:
         raise NodeSetError(f"can_bitrate must be an integer, got {v['can_bitrate']!r}") from None
+    try:
+        version = int(v["protocol_version"]) if v["protocol_version"] else None
+    except ValueError:
+        raise NodeSetError(
+            f"protocol_version must be 2 or 3, got {v['protocol_version']!r}"
+        ) from None
     return ChargerOptions(
         namespace=v["namespace"],
-        pistols=parse_pistols(v["pistol_index"]),
+        pistols=parse_pistols(v["pistol_index"] or v["pistols"]),
         can_interface=v["can_interface"] or None,
         can_channel=v["can_channel"] or None,
         can_bitrate=bitrate,
         converter_backend=v["converter_backend"] or None,
+        protocol_version=version,
         sim=parse_bool(v["sim"]),
         auto_activate=parse_bool(v["auto_activate"]) if v["auto_activate"] else None,
         params_file=v["params_file"],
         log_level=v["log_level"],
+        node_log_levels={
+            executable: v[f"{executable}_log_level"]
+            for executable in EXECUTABLES
+            if v[f"{executable}_log_level"]
+        },
     )

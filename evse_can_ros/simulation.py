@@ -19,7 +19,10 @@ from evse_can_ros.core.charger import InMemoryCharger, Timing
 from evse_can_ros.core.controller_sim import ControllerSimConfig, Scenario
 from evse_can_ros.core.power_module import PowerModuleConfig
 from evse_can_ros.core.vehicle import Vehicle, VehicleParams
-from evse_can_ros.protocol import load_codec
+from evse_can_ros.protocol import ProtocolVersion, load_codec
+
+V3_CONVERTER = {"max_discharge_current": 200.0, "max_discharge_power": 150000.0}
+"""The simulated converter of a v3 charger: bidirectional (the v2 one cannot take power)."""
 
 
 def simulated_charger(
@@ -34,26 +37,30 @@ def simulated_charger(
     session: dict[str, Any] | None = None,
     setpoint_timeout: float = 0.25,
     timing: Timing | None = None,
+    protocol_version: int = 2,
 ) -> InMemoryCharger:
     """Build a charger; every dict holds parameters of that part (ConfigError if invalid).
 
     Defaults: a CCS vehicle at 20 % that plugs in after 0.5 s and charges 200 times faster than
     real time (``soc_time_scale``), a controller with sequence flags and a short boot, the
-    simulated converter with its default 150 kW modules.
+    simulated converter with its default 150 kW modules; with ``protocol_version`` 3 the
+    converter is bidirectional (``V3_CONVERTER``: 200 A / 150 kW from the vehicle too).
     """
     vehicle_params = from_mapping(
         VehicleParams, {"soc_time_scale": 200.0, "negotiation_time": 0.5, **(vehicle or {})}
     )
     car = Vehicle(vehicle_params)
+    v3 = ProtocolVersion.of(protocol_version) is ProtocolVersion.V3
+    converter_params = {**(V3_CONVERTER if v3 else {}), **(converter or {})}
     stage = SimulatedConverter(
-        from_mapping(SimulatedConverterParams, converter or {}),
+        from_mapping(SimulatedConverterParams, converter_params),
         car.inlet,
         setpoint_timeout,
         watchdog_thread=False,
     )
     stage.open()
     return InMemoryCharger(
-        load_codec(),
+        load_codec(protocol_version=protocol_version),
         stage,
         car,
         pistol_index=pistol_index,

@@ -1,16 +1,22 @@
 """Start the charger: ``ros2 launch evse_can_ros charger.launch.py [argument:=value ...]``.
 
 The node set comes from :func:`evse_can_ros.nodeset.node_set`, the single source of truth that
-``evse-can-ros run`` uses too; this file only turns it into one process per node. Arguments
-(``ros2 launch evse_can_ros charger.launch.py --show-args``): namespace, pistol_index (one or
-several: ``1,2``), can_interface, can_channel, can_bitrate, params_file, converter_backend, sim,
-auto_activate, log_level.
+``evse-can-ros run`` uses too; this file only turns it into one process per node. Arguments:
+``ros2 launch evse_can_ros charger.launch.py --show-args``.
+
+Composable: namespaces are relative (``evse/pistol1``), so a parent launch file places the
+charger with ``PushRosNamespace`` / ``GroupAction`` (``/site_a/evse/pistol1``); an absolute
+``namespace:=/evse`` pins it. The converter driver is a ``LifecycleNode``: with
+``auto_activate:=true`` (default) this file configures and activates it through lifecycle events
+(``ChangeState`` on process start, ``activate`` once it is inactive after configuring); with
+``auto_activate:=false`` it stays unconfigured, output off, for a lifecycle manager or
+``ros2 lifecycle set``. Log levels: ``log_level`` for every node, ``<node>_log_level`` for one.
 
 Examples::
 
     ros2 launch evse_can_ros charger.launch.py can_channel:=can0
     ros2 launch evse_can_ros charger.launch.py sim:=true can_channel:=vcan0
-    ros2 launch evse_can_ros charger.launch.py pistol_index:=1,2 \\
+    ros2 launch evse_can_ros charger.launch.py pistols:=1,2 can_bridge_log_level:=debug \\
         params_file:=$(ros2 pkg prefix evse_can_ros)/share/evse_can_ros/config/charger.yaml
 """
 
@@ -19,30 +25,98 @@ from __future__ import annotations
 from typing import Any
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    LogInfo,
+    OpaqueFunction,
+    RegisterEventHandler,
+)
+from launch.event_handlers import OnProcessStart
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 
-from evse_can_ros.nodeset import LAUNCH_ARGUMENTS, node_set, options_from_arguments
+from evse_can_ros.nodeset import (
+    LAUNCH_ARGUMENTS,
+    launch_namespace,
+    node_set,
+    options_from_arguments,
+)
+
+LIFECYCLE_EXECUTABLES = ("converter_driver",)
 
 
-def nodes_for(context: Any) -> list[Node]:
-    """Evaluate the launch arguments and return one Node action per node of the set."""
+def nodes_for(context: Any) -> list[Any]:
+    """Evaluate the launch arguments; return the node actions (+ lifecycle event handlers).
+
+    A bad argument raises NodeSetError: launch reports its one-line message and exits 1.
+    """
     values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in LAUNCH_ARGUMENTS}
     options = options_from_arguments(values)
     params_file = [options.params_file] if options.params_file else []
-    return [
-        Node(
+    launch_activates = options.auto_activate is not False
+    actions: list[Any] = []
+    for spec in node_set(options):
+        parameters = dict(spec.parameters)
+        lifecycle = spec.executable in LIFECYCLE_EXECUTABLES
+        if lifecycle:
+            parameters["auto_activate"] = False  # activation is the launch file's job
+        node = (LifecycleNode if lifecycle else Node)(
             package="evse_can_ros",
             executable=spec.executable,
             name=spec.name,
-            namespace=spec.namespace,
-            parameters=[*params_file, spec.parameters],
-            arguments=["--ros-args", "--log-level", options.log_level],
+            namespace=launch_namespace(spec, options),
+            parameters=[*params_file, parameters],
+            arguments=["--ros-args", "--log-level", spec.log_level],
             output="screen",
             emulate_tty=True,
         )
-        for spec in node_set(options)
+        actions.append(node)
+        if lifecycle and launch_activates:
+            actions += lifecycle_activation(node, spec.executable)
+    return actions
+
+
+def lifecycle_activation(node: Any, label: str) -> list[Any]:
+    """Configure ``node`` when its process starts, activate it once configured.
+
+    Only the configuring -> inactive transition triggers activation: a later deactivate (a
+    lifecycle manager, ``ros2 lifecycle set ... deactivate``) is left alone.
+    """
+
+    def change(transition_id: int) -> EmitEvent:
+        return EmitEvent(
+            event=ChangeState(
+                lifecycle_node_matcher=matches_action(node), transition_id=transition_id
+            )
+        )
+
+    return [
+        RegisterEventHandler(
+            OnProcessStart(target_action=node, on_start=[change(Transition.TRANSITION_CONFIGURE)])
+        ),
+        RegisterEventHandler(
+            OnStateTransition(
+                target_lifecycle_node=node,
+                start_state="configuring",
+                goal_state="inactive",
+                entities=[change(Transition.TRANSITION_ACTIVATE)],
+            )
+        ),
+        RegisterEventHandler(
+            OnStateTransition(
+                target_lifecycle_node=node,
+                start_state="configuring",
+                goal_state="unconfigured",
+                entities=[
+                    LogInfo(msg=f"{label}: configure failed, output stays off (see its log)")
+                ],
+            )
+        ),
     ]
 
 

@@ -9,7 +9,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=$(realpath -m "${EVSE_CAN_ROS_STATE:-$REPO/.ros2}")
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST   # DDS stays on this machine
-export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-42}
+export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$("$REPO/scripts/domain-id.sh")}  # per checkout
 
 # The build must be current (new files are only installed by a build); fast when it is.
 log=$(mktemp)

@@ -31,22 +31,24 @@ sys.path.insert(0, str(REPO))
 def vendor_dir() -> Path:
     """Folder with the vendor's reference databases (never copied into the project).
 
-    Looked up in $EVSE_CAN_ROS_VENDOR_DIR, then ../shared/spec/vendor beside the checkout, then
-    /work/shared/spec/vendor. Missing reference data is an error, not a skip: the conformance
-    tests are the point of the foundation.
+    Looked up in $EVSE_CAN_ROS_VENDOR_DIR, then ../shared/spec/vendor beside the checkout. Where
+    they are absent (a ROS 2 workspace, a user's machine) the conformance tests skip with a
+    reason; with EVSE_CAN_ROS_REQUIRE_VENDOR set (.ci/run) their absence is an error.
     """
     candidates = [
         os.environ.get("EVSE_CAN_ROS_VENDOR_DIR", ""),
         str(REPO.parent / "shared" / "spec" / "vendor"),
-        "/work/shared/spec/vendor",
     ]
     for c in candidates:
         if c and (Path(c) / "Advantics_Generic_EVSE_protocol_v2.7.kcd").is_file():
             return Path(c)
-    raise RuntimeError(
+    message = (
         "vendor databases not found: set EVSE_CAN_ROS_VENDOR_DIR to the folder with "
         "Advantics_Generic_EVSE_protocol_v2.7.kcd/.dbc"
     )
+    if os.environ.get("EVSE_CAN_ROS_REQUIRE_VENDOR"):
+        raise RuntimeError(message)
+    pytest.skip(message)
 
 
 VENDOR_REVISION = {2: "2.7", 3: "3.6"}

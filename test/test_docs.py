@@ -44,6 +44,34 @@ def test_parameter_reference_is_current() -> None:
     )
 
 
+def _check_rows(rows: list[tuple[str, str]], root: Path) -> None:
+    import re
+
+    for item, cell in rows:
+        refs = re.findall(r"`(test/[\w]+\.py)::(\w+)`", cell)
+        assert refs, f"{item} names no test"
+        for path, name in refs:
+            source = (root / path).read_text()
+            assert re.search(rf"^def {name}\(", source, flags=re.MULTILINE), (
+                f"{item}: {path}::{name}"
+            )
+
+
+def test_v3_checklist_names_existing_tests() -> None:
+    """docs/v3-checklist.md: V3-01..V3-14 and B1..B8, each naming tests that exist."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "v3-checklist.md").read_text()
+    rows = re.findall(
+        r"^\| (V3-\d\d|B\d|Safety|V2G|Tools) \|.*\|(.*)\|$", text, flags=re.MULTILINE
+    )
+    ids = [r[0] for r in rows]
+    assert ids[:14] == [f"V3-{n:02d}" for n in range(1, 15)]
+    assert ids[14:22] == [f"B{n}" for n in range(1, 9)]
+    _check_rows(rows, root)
+
+
 def test_pm_checklist_names_existing_tests() -> None:
     """docs/pm-checklist.md: 50 rows, each naming tests that exist."""
     import re

@@ -11,6 +11,11 @@ starts and asserts, from the *true* output of the simulated power stage and the 
 * the Charge result's error code;
 * the next session works again (the fault cleared, a dead node restarted).
 
+Every cell runs twice: interface v2, and interface v3 with a V2G session (a bidirectional
+vehicle in Range_Mode and a goal that discharges it from 80 to 77 %, then charges it), so the
+charging column of v3 is a fault while the energy flows *from* the vehicle (|current| <= 1 A
+within the same bounds).
+
 The README's safety section shows this table; keep both in step.
 """
 
@@ -180,6 +185,7 @@ class Cell:
     voltage_ok_after: float  # s until it stayed <= 60 V
     enable_ok_after: float  # s until every status had System_Enable = 0 (0 if none sent)
     next_session: ErrorCode
+    discharging_at_fault: bool = False  # the output current was < -1 A (v3 V2G)
 
 
 def settled_after(
@@ -210,15 +216,30 @@ def enable_off_after(c: InMemoryCharger, t0: float, until: float) -> float:
     return last_on - t0
 
 
-def run_cell(fault_name: str, phase: str) -> Cell:
+V2G_VEHICLE = {
+    "protocol": "CCS_ISO_15118_2022",
+    "bpt_mode": "dynamic",
+    "initial_soc": 80.0,
+    "min_soc": 20.0,
+    "target_soc": 84.0,
+}
+
+
+def run_cell(fault_name: str, phase: str, version: int = 2) -> Cell:
     fault = FAULTS[fault_name]
-    c = simulated_charger(vehicle={"initial_soc": 50.0, "target_soc": 60.0})
+    if version == 3:
+        c = simulated_charger(vehicle=V2G_VEHICLE, protocol_version=3)
+        goal: dict[str, float | bool] = {"max_discharge_current": 100.0, "min_soc": 77.0}
+    else:
+        c = simulated_charger(vehicle={"initial_soc": 50.0, "target_soc": 60.0})
+        goal = {}
     with c.quiet():
-        c.submit_goal()
+        c.submit_goal(**goal)
         entered = c.run(60.0, until=lambda c: c.state == PHASES[phase])
         assert entered, f"never reached {phase}"
         c.run(AFTER_ENTRY[phase])
         t_fault = c.now
+        discharging = c.output[1] < -1.0
         fault.inject(c)
         ended = c.run(120.0, until=lambda c: bool(c.trace.results))
         assert ended, f"{fault_name}/{phase}: no result"
@@ -227,7 +248,7 @@ def run_cell(fault_name: str, phase: str) -> Cell:
         t_end = c.now
         fault.clear(c)
         c.run(3.0)
-        second = c.charge(timeout=300.0)
+        second = c.charge(timeout=300.0, max_duration=2.0)  # a short one shows it works
     out = [(t, v, i) for t, v, i in c.trace.output if t <= t_end]
     return Cell(
         code=result.error_code,
@@ -237,17 +258,21 @@ def run_cell(fault_name: str, phase: str) -> Cell:
         voltage_ok_after=settled_after(out, t_fault, lambda v, i: v <= 60.0),
         enable_ok_after=enable_off_after(c, t_fault, t_end),
         next_session=second.error_code,
+        discharging_at_fault=discharging,
     )
 
 
+@pytest.mark.parametrize("version", [2, 3], ids=["v2", "v3_v2g"])
 @pytest.mark.parametrize("phase", list(PHASES))
 @pytest.mark.parametrize("fault_name", list(FAULTS))
-def test_fault_matrix(fault_name: str, phase: str) -> None:
+def test_fault_matrix(fault_name: str, phase: str, version: int) -> None:
     fault = FAULTS[fault_name]
     enable_bound, voltage_bound = fault.enable_bound, fault.voltage_bound
     if phase == "insulation_test" and fault.during_test is not None:
         enable_bound, voltage_bound = fault.during_test
-    cell = run_cell(fault_name, phase)
+    cell = run_cell(fault_name, phase, version)
+    if version == 3 and phase == "charging":
+        assert cell.discharging_at_fault, cell  # the fault hit a discharge
     assert cell.current_ok_after <= fault.current_bound + 1e-9, cell
     assert cell.voltage_ok_after <= voltage_bound, cell
     assert cell.enable_ok_after <= enable_bound + 1e-9, cell

@@ -16,6 +16,7 @@ from evse_can_ros.nodeset import (
     LAUNCH_ARGUMENTS,
     ChargerOptions,
     NodeSetError,
+    launch_namespace,
     node_set,
     options_from_arguments,
     parse_pistols,
@@ -64,6 +65,8 @@ def test_sim_and_several_pistols() -> None:
         ({"pistols": (32,)}, "out of range"),
         ({"pistols": (1, 1)}, "repeat"),
         ({"log_level": "loud"}, "log level"),
+        ({"node_log_levels": {"can_bridge": "loud"}}, "log level 'loud'"),
+        ({"node_log_levels": {"bridge": "debug"}}, "unknown node 'bridge'"),
         ({"can_bitrate": -1}, "bitrate"),
     ],
 )
@@ -85,11 +88,35 @@ def test_launch_arguments_parse_like_the_cli() -> None:
         {"pistol_index": "1,2", "sim": "true", "can_bitrate": "250000"}
     )
     assert options.pistols == (1, 2) and options.sim and options.can_bitrate == 250000
-    assert options.can_interface is None and options.auto_activate is None
+    assert options.can_interface is None
+    assert options.auto_activate is True  # launch activates the driver unless told not to
+    assert options_from_arguments({"auto_activate": "false"}).auto_activate is False
     with pytest.raises(NodeSetError, match="can_bitrate"):
         options_from_arguments({"can_bitrate": "fast"})
     with pytest.raises(NodeSetError, match="true or false"):
         options_from_arguments({"sim": "maybe"})
+
+
+def test_per_node_log_levels() -> None:
+    options = options_from_arguments({"log_level": "warn", "can_bridge_log_level": "debug"})
+    assert options.node_log_levels == {"can_bridge": "debug"}
+    levels = {s.executable: s.log_level for s in node_set(options)}
+    assert levels == {
+        "can_bridge": "debug",
+        "converter_driver": "warn",
+        "charge_server": "warn",
+    }
+    names = {name for name, _, _ in LAUNCH_ARGUMENTS}
+    assert {f"{e}_log_level" for e in EXECUTABLES} <= names
+
+
+def test_launch_namespaces_are_relative_unless_asked_absolute() -> None:
+    relative = ChargerOptions(pistols=(2,))
+    spec = node_set(relative)[0]
+    assert spec.namespace == "/evse/pistol2"  # evse-can-ros run: absolute
+    assert launch_namespace(spec, relative) == "evse/pistol2"  # a parent may push a namespace
+    absolute = ChargerOptions(namespace="/depot", pistols=(2,))
+    assert launch_namespace(node_set(absolute)[0], absolute) == "/depot/pistol2"
 
 
 def test_every_executable_is_installed_and_importable() -> None:
@@ -106,11 +133,19 @@ def test_every_executable_is_installed_and_importable() -> None:
 
 
 class _Recorder:
-    """Stand-in for a launch action class: records its keyword arguments."""
+    """Stand-in for a launch action class: records its arguments."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.args = args
         self.kwargs = kwargs
+
+
+class _Node(_Recorder):
+    pass
+
+
+class _LifecycleNode(_Recorder):
+    pass
 
 
 class _LaunchConfiguration:
@@ -121,23 +156,43 @@ class _LaunchConfiguration:
         return context[self.name]
 
 
+def _module(name: str, **attributes: Any) -> types.ModuleType:
+    module = types.ModuleType(name)
+    for key, value in attributes.items():
+        setattr(module, key, value)
+    return module
+
+
 def _fake_launch_modules() -> dict[str, types.ModuleType]:
-    launch = types.ModuleType("launch")
-    launch.LaunchDescription = list  # type: ignore[attr-defined]
-    actions = types.ModuleType("launch.actions")
-    actions.DeclareLaunchArgument = _Recorder  # type: ignore[attr-defined]
-    actions.OpaqueFunction = _Recorder  # type: ignore[attr-defined]
-    substitutions = types.ModuleType("launch.substitutions")
-    substitutions.LaunchConfiguration = _LaunchConfiguration  # type: ignore[attr-defined]
-    launch_ros = types.ModuleType("launch_ros")
-    ros_actions = types.ModuleType("launch_ros.actions")
-    ros_actions.Node = _Recorder  # type: ignore[attr-defined]
+    transition = types.SimpleNamespace(TRANSITION_CONFIGURE=1, TRANSITION_ACTIVATE=3)
     return {
-        "launch": launch,
-        "launch.actions": actions,
-        "launch.substitutions": substitutions,
-        "launch_ros": launch_ros,
-        "launch_ros.actions": ros_actions,
+        "launch": _module("launch", LaunchDescription=list),
+        "launch.actions": _module(
+            "launch.actions",
+            DeclareLaunchArgument=_Recorder,
+            EmitEvent=_Recorder,
+            LogInfo=_Recorder,
+            OpaqueFunction=_Recorder,
+            RegisterEventHandler=_Recorder,
+        ),
+        "launch.event_handlers": _module("launch.event_handlers", OnProcessStart=_Recorder),
+        "launch.events": _module("launch.events", matches_action=lambda action: action),
+        "launch.substitutions": _module(
+            "launch.substitutions", LaunchConfiguration=_LaunchConfiguration
+        ),
+        "launch_ros": _module("launch_ros"),
+        "launch_ros.actions": _module(
+            "launch_ros.actions", Node=_Node, LifecycleNode=_LifecycleNode
+        ),
+        "launch_ros.event_handlers": _module(
+            "launch_ros.event_handlers", OnStateTransition=_Recorder
+        ),
+        "launch_ros.events": _module("launch_ros.events"),
+        "launch_ros.events.lifecycle": _module(
+            "launch_ros.events.lifecycle", ChangeState=_Recorder
+        ),
+        "lifecycle_msgs": _module("lifecycle_msgs"),
+        "lifecycle_msgs.msg": _module("lifecycle_msgs.msg", Transition=transition),
     }
 
 
@@ -166,6 +221,7 @@ def _launch_ros_available() -> bool:
         {},
         {"sim": "true", "pistol_index": "1-2", "can_interface": "virtual", "can_channel": "x"},
         {"params_file": "/tmp/p.yaml", "converter_backend": "simulated", "log_level": "debug"},
+        {"auto_activate": "false", "namespace": "/depot", "charge_server_log_level": "error"},
     ],
 )
 def test_launch_file_starts_exactly_the_node_set(
@@ -178,24 +234,36 @@ def test_launch_file_starts_exactly_the_node_set(
     # the launch system fills every declared argument, defaults first
     context = {**declared, **arguments}
     opaque = description[-1]
-    nodes = opaque.kwargs["function"](context)
+    actions = opaque.kwargs["function"](context)
+    nodes = [a for a in actions if isinstance(a, (_Node, _LifecycleNode))]
+    handlers = [a for a in actions if not isinstance(a, (_Node, _LifecycleNode))]
     options = options_from_arguments(context)
     expected = node_set(options)
     assert [(n.kwargs["executable"], n.kwargs["name"], n.kwargs["namespace"]) for n in nodes] == [
-        (s.executable, s.name, s.namespace) for s in expected
+        (s.executable, s.name, launch_namespace(s, options)) for s in expected
     ]
     for node, spec in zip(nodes, expected, strict=True):
         assert node.kwargs["package"] == "evse_can_ros"
         params = node.kwargs["parameters"]
-        assert params[-1] == spec.parameters  # overrides last: they win over the file
         assert params[:-1] == ([arguments["params_file"]] if "params_file" in arguments else [])
-        assert node.kwargs["arguments"] == ["--ros-args", "--log-level", options.log_level]
+        assert node.kwargs["arguments"] == ["--ros-args", "--log-level", spec.log_level]
+        if spec.executable == "converter_driver":
+            # a lifecycle node that the launch file (or a lifecycle manager) activates
+            assert isinstance(node, _LifecycleNode)
+            assert params[-1] == {**spec.parameters, "auto_activate": False}
+        else:
+            assert isinstance(node, _Node)
+            assert params[-1] == spec.parameters  # overrides last: they win over the file
+    drivers = sum(s.executable == "converter_driver" for s in expected)
+    # per driver: configure on process start, activate once configured, report a failure
+    assert len(handlers) == (0 if arguments.get("auto_activate") == "false" else 3 * drivers)
 
 
 @pytest.mark.skipif(not _launch_ros_available(), reason="launch_ros not installed (PyPI ROS)")
 def test_launch_description_builds_with_launch_ros(monkeypatch: pytest.MonkeyPatch) -> None:
     from launch import LaunchContext
-    from launch.actions import DeclareLaunchArgument
+    from launch.actions import DeclareLaunchArgument, RegisterEventHandler
+    from launch_ros.actions import LifecycleNode
 
     launch = _load_launch_file(monkeypatch, fake=False)
     description = launch.generate_launch_description()
@@ -204,5 +272,20 @@ def test_launch_description_builds_with_launch_ros(monkeypatch: pytest.MonkeyPat
         if isinstance(entity, DeclareLaunchArgument):
             context.launch_configurations[entity.name] = entity.default_value[0].text
     context.launch_configurations["sim"] = "true"
-    nodes = launch.nodes_for(context)
+    actions = launch.nodes_for(context)
+    nodes = [a for a in actions if not isinstance(a, RegisterEventHandler)]
     assert len(nodes) == len(node_set(ChargerOptions(sim=True)))
+    assert sum(isinstance(n, LifecycleNode) for n in nodes) == 1
+    assert len(actions) - len(nodes) == 3
+
+
+def test_protocol_version_reaches_every_node_and_pistols_is_the_argument_name() -> None:
+    options = options_from_arguments({"pistols": "1-2", "sim": "true", "protocol_version": "3"})
+    specs = node_set(options)
+    assert options.pistols == (1, 2) and len(specs) == 8
+    assert all(s.parameters["protocol_version"] == 3 for s in specs)
+    assert "protocol_version" not in node_set(options_from_arguments({}))[0].parameters
+    with pytest.raises(NodeSetError, match="protocol_version must be 2 or 3"):
+        options_from_arguments({"protocol_version": "4"})
+    with pytest.raises(NodeSetError, match="protocol_version must be 2 or 3"):
+        options_from_arguments({"protocol_version": "three"})

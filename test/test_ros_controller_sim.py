@@ -167,6 +167,8 @@ def test_status_topic_and_services(harness: RosHarness, channel: str) -> None:
         ("scenario.reset_state", "Sleeping", "reset_state"),
         ("ccs_external_authorisation", True, "use_sequence_flags"),
         ("can_interface", "no_such_bus", "no_such_bus"),
+        ("protocol_version", 4, "protocol_version"),
+        ("protocol_version", 3.0, "protocol_version"),
     ],
 )
 def test_bad_parameters_are_clear_errors(
@@ -215,3 +217,78 @@ def test_executable_exits_2_with_one_line_for_bad_parameters() -> None:
 def test_run_simulator_cli_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_simulator(["--set", "no_equals_sign"]) == 2
     assert "NAME=VALUE" in capsys.readouterr().err
+
+
+def test_a_bidirectional_vehicle_needs_protocol_version_3(
+    harness: RosHarness, channel: str
+) -> None:
+    bpt = {"vehicle.protocol": "CCS_ISO_15118_2022", "vehicle.bpt_mode": "dynamic"}
+    with pytest.raises(NodeConfigError, match="needs interface v3") as info:
+        harness.add(
+            ControllerSimulatorNode,
+            namespace=f"/t{uuid.uuid4().hex[:8]}",
+            parameter_overrides=sim_params(channel, **bpt),
+        )
+    assert "\n" not in str(info.value)
+    harness.nodes[:] = [n for n in harness.nodes if n.context.ok() and n.handle is not None]
+
+
+def test_protocol_version_3_puts_v3_frames_on_the_bus(harness: RosHarness, channel: str) -> None:
+    import can
+
+    from evse_can_ros.protocol import AdvanticsControllerStatus, CanFrame, load_codec
+
+    v3 = load_codec(protocol_version=3)
+    with can.Bus(interface="virtual", channel=channel) as bus:
+        sim = harness.add(
+            ControllerSimulatorNode,
+            namespace=f"/t{uuid.uuid4().hex[:8]}",
+            parameter_overrides=sim_params(channel, protocol_version=3),
+        )
+        try:
+            heard = None
+            for _ in range(50):
+                msg = bus.recv(timeout=0.1)
+                if msg is not None:
+                    heard = CanFrame(msg.arbitration_id, bytes(msg.data))
+                    break
+            assert heard is not None and heard.arbitration_id == 0x0106B000  # v3 identifier
+            assert isinstance(v3.decode(heard, 1), AdvanticsControllerStatus)
+            assert sim.snapshot()["protocol_version"] == 3
+        finally:
+            harness.remove(sim)
+
+
+@pytest.mark.parametrize("value", ["4", "v3", ""])
+def test_simulate_refuses_a_bad_protocol_version(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_simulator(["--protocol-version", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--protocol-version must be 2 or 3" in err
+
+
+def test_simulate_protocol_version_3_runs() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bin" / "evse-can-ros"),
+            "simulate",
+            "--protocol-version",
+            "3",
+            "--channel",
+            f"sim-{uuid.uuid4().hex[:8]}",
+            "--duration",
+            "1.5",
+            "--set",
+            "boot_time=0.2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=_clean_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    snapshot = json.loads(result.stdout.strip().splitlines()[-1])
+    assert snapshot["protocol_version"] == 3 and snapshot["state"] != "Initialising"

@@ -15,6 +15,11 @@ Plant model (integrated in sub-steps of at most 5 ms between two calls, time pas
   R)`` (never negative: output diode), rising at ``current_slope``, falling at once (the output
   never exceeds the voltage setpoint by more than the ramp allows, never the current limit).
   The converter never integrates the SoC: the vehicle model does (energy is counted once).
+* **Import** (bidirectional, v3): with ``max_discharge_current`` > 0 a REGULATE setpoint with a
+  negative current limit takes ``|limit|`` from the battery (a negative measured current), never
+  pulling the terminal voltage below the setpoint voltage (the floor), ramping like a charge
+  current. Without a battery it pulls the output capacitance down to the floor. The default
+  converter is unidirectional (0 A): a negative setpoint is clamped to 0 A.
 * **Temperatures**: losses ``P * (1 - efficiency) / efficiency`` heat the modules through
   ``thermal_resistance`` with ``thermal_time_constant``; the enclosure follows at a quarter of
   the rise. **Derating**: current and power capabilities fall linearly from 100 % at
@@ -83,6 +88,16 @@ class SimulatedConverterParams:
     max_voltage: float = param(1000.0, "highest output voltage", unit="V", min=1.0, max=1500.0)
     max_current: float = param(200.0, "highest output current", unit="A", min=0.1, max=3000.0)
     max_power: float = param(150000.0, "highest output power", unit="W", min=100.0, max=1e7)
+    max_discharge_current: float = param(
+        0.0,
+        "highest current taken from the vehicle (bidirectional, v3; 0 = unidirectional)",
+        unit="A",
+        min=0.0,
+        max=3000.0,
+    )
+    max_discharge_power: float = param(
+        0.0, "highest power taken from the vehicle (0 = unidirectional)", unit="W", min=0, max=1e7
+    )
     voltage_slope: float = param(
         2000.0, "output voltage slew rate (0 = instantaneous)", unit="V/s", min=0.0, max=1e9
     )
@@ -321,7 +336,14 @@ class SimulatedConverter(ConverterBackend):
         self._check_comm()
         p = self.params
         k = self._derating()
-        return Capabilities(p.min_voltage, p.max_voltage, p.max_current * k, p.max_power * k)
+        return Capabilities(
+            p.min_voltage,
+            p.max_voltage,
+            p.max_current * k,
+            p.max_power * k,
+            p.max_discharge_current * k,
+            p.max_discharge_power * k,
+        )
 
     # --- model -------------------------------------------------------------------------------
 
@@ -345,6 +367,16 @@ class SimulatedConverter(ConverterBackend):
         if t >= p.derating_end:
             return 0.0
         return (p.derating_end - t) / (p.derating_end - p.derating_start)
+
+    def _battery_target(self, sp: Setpoint, ocv: float, r: float) -> float:
+        """Return the current [A, signed] driven into the battery for ``sp`` (no ramp)."""
+        p, k = self.params, self._derating()
+        v = max(self._voltage, 1.0)
+        if sp.current_limit >= 0:
+            limit = min(sp.current_limit, p.max_current * k, p.max_power * k / v)
+            return max(0.0, min(limit, (sp.voltage - ocv) / r))
+        limit = min(-sp.current_limit, p.max_discharge_current * k, p.max_discharge_power * k / v)
+        return -max(0.0, min(limit, (ocv - sp.voltage) / r))  # the floor: V >= sp.voltage
 
     def _battery_current(self) -> float:
         # measured current towards the vehicle; the bleeder draws from the battery in DISCHARGE
@@ -401,14 +433,13 @@ class SimulatedConverter(ConverterBackend):
             r = battery.params.internal_resistance
             ocv = battery.ocv()
             if regulating:
-                limit = min(sp.current_limit, caps_current)
-                if self._voltage > 0:
-                    limit = min(limit, p.max_power * self._derating() / self._voltage)
-                target = max(0.0, min(limit, (sp.voltage - ocv) / r))
-                if target < self._current or p.current_slope == 0:
+                target = self._battery_target(sp, ocv, r)
+                if abs(target) < abs(self._current) or target * self._current < 0:
+                    self._current = target if target * self._current >= 0 else 0.0
+                elif p.current_slope == 0:
                     self._current = target
                 else:
-                    self._current = min(target, self._current + p.current_slope * h)
+                    self._current = _approach(self._current, target, p.current_slope * h)
             else:
                 self._current = 0.0
             self._voltage = ocv + self._current * r
@@ -423,7 +454,10 @@ class SimulatedConverter(ConverterBackend):
                     self._v_ref = _approach(self._v_ref, sp.voltage, p.voltage_slope * h)
                 leak = self._voltage / leak_r
                 need = c * (self._v_ref - self._voltage) / h + leak
-                self._current = max(0.0, min(need, sp.current_limit, caps_current))
+                if sp.current_limit < 0:  # import: pull the output down to the floor
+                    self._current = min(0.0, max(need, sp.current_limit))
+                else:
+                    self._current = max(0.0, min(need, sp.current_limit, caps_current))
                 self._voltage = max(0.0, self._voltage + (self._current - leak) * h / c)
             else:
                 self._current = 0.0
@@ -431,7 +465,7 @@ class SimulatedConverter(ConverterBackend):
                     leak_r = _parallel(leak_r, p.bleed_resistance)
                 self._voltage *= math.exp(-h / (leak_r * c))
         # temperatures
-        power = max(0.0, self._voltage * self._current)
+        power = abs(self._voltage * self._current)
         losses = power * (1.0 - p.efficiency) / p.efficiency
         a = 1.0 - math.exp(-h / p.thermal_time_constant)
         target = p.ambient_temperature + losses * p.thermal_resistance

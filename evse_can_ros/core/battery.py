@@ -4,6 +4,10 @@ One :class:`VehicleInlet` object is the single source of truth for what is conne
 charger output when the simulated converter and the simulated vehicle run in one process: the
 vehicle model opens and closes its contactors on it, the simulated converter sees the battery
 through it. Pure model: no clock, ``dt`` is an argument.
+
+Sign convention (v3 digest 4.1, 5.1): a current is positive when it flows into the battery
+(charge, energy imported by the vehicle) and negative when it flows out of it (discharge, energy
+exported to the charger). Charged and discharged energy are counted separately.
 """
 
 from __future__ import annotations
@@ -50,12 +54,21 @@ class BatteryParams:
 
 
 class Battery:
-    """A battery with OCV(SoC), internal resistance and energy-based SoC integration."""
+    """A battery with OCV(SoC), internal resistance and energy-based SoC integration.
+
+    Both directions: :meth:`charge` with a negative current discharges it (the SoC falls).
+    """
 
     def __init__(self, params: BatteryParams | None = None) -> None:
         self.params = params or BatteryParams()
         self.soc: float = self.params.initial_soc
-        self.energy_charged_wh: float = 0.0  # energy into the battery terminals since creation
+        self.energy_charged_wh: float = 0.0  # into the terminals since creation (>= 0)
+        self.energy_discharged_wh: float = 0.0  # out of the terminals since creation (>= 0)
+
+    @property
+    def net_energy_wh(self) -> float:
+        """Energy into the terminals since creation, minus the energy out of them [Wh]."""
+        return self.energy_charged_wh - self.energy_discharged_wh
 
     def ocv(self) -> float:
         """Open-circuit voltage [V] at the present SoC (piecewise-linear curve)."""
@@ -78,7 +91,7 @@ class Battery:
                 hi = self.soc
 
     def terminal_voltage(self, current: float) -> float:
-        """Terminal voltage [V] while ``current`` [A] flows into the battery."""
+        """Terminal voltage [V] while ``current`` [A] flows into the battery (< 0: out of it)."""
         return self.ocv() + current * self.params.internal_resistance
 
     def current_at(self, terminal_voltage: float) -> float:
@@ -86,9 +99,17 @@ class Battery:
         return (terminal_voltage - self.ocv()) / self.params.internal_resistance
 
     def charge(self, current: float, dt: float) -> float:
-        """Integrate ``current`` [A] for ``dt`` [s] (time-scaled already); return energy [Wh]."""
+        """Integrate ``current`` [A] for ``dt`` [s] (time-scaled already); return energy [Wh].
+
+        The energy is signed like the current: a negative current (discharge) returns a
+        negative energy, lowers the SoC and adds to :attr:`energy_discharged_wh`. The SoC stays
+        within 0..100 %.
+        """
         energy_wh = self.terminal_voltage(current) * current * dt / 3600.0
-        self.energy_charged_wh += energy_wh
+        if energy_wh >= 0:
+            self.energy_charged_wh += energy_wh
+        else:
+            self.energy_discharged_wh -= energy_wh
         self.soc = min(100.0, max(0.0, self.soc + energy_wh / (self.params.capacity_kwh * 10.0)))
         return energy_wh
 

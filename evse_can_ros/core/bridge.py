@@ -26,6 +26,12 @@ Transmission (customer side, spec 11.2):
   session (PM-21, PM-48).
 * ``ADM_CS_*_Outputs`` every ``outputs_period`` while enabled (PM-47).
 
+Interface v3 (``codec.protocol_version`` 3, v3 digest 4.2, B7): ``DC_Power_Parameters`` takes
+the place of ``Power_Modules_Limits`` (with ``Maximum_Discharge_Current``; ``Range_Target_Current``
+always 0, B8) and, once set, is sent again every ``limits_min_interval`` with the same content (the
+vendor example's rhythm); the vehicle data come from the ``EV_Information_*`` messages (0 = not
+provided, V3-11).
+
 Receive: frames longer than the database length (a controller that pads to 8 bytes) are decoded
 from their first bytes and counted as ``rx_padded``; shorter frames are malformed (spec D8
 decision: the signals are all there in a padded frame, not in a short one).
@@ -58,13 +64,17 @@ from evse_can_ros.protocol import (
     Codec,
     Completion,
     ControllerState,
+    DcPowerParameters,
     EvIdCcsPart2Din,
+    EvInformationBattery,
     ForeignPistolError,
     NewChargeSession,
+    NewChargeSessionV3,
     Permission,
     PowerModulesLimits,
     PowerModulesStatus,
     ProtocolError,
+    ProtocolVersion,
     SequenceControl,
     Validity,
 )
@@ -72,6 +82,8 @@ from evse_can_ros.protocol import (
 log = logging.getLogger(__name__)
 
 OutputsMessage = AdmCsSeccOutputs | AdmCsSpccOutputs
+LimitsMessage = PowerModulesLimits | DcPowerParameters
+SessionMessage = NewChargeSession | NewChargeSessionV3
 
 # Entering these states (re)sends the flags (PM-15, A4).
 _FLAG_RESEND_STATES = (ControllerState.NOT_AVAILABLE, ControllerState.WAITING_FOR_PEV)
@@ -211,12 +223,13 @@ class BridgeCore:
         self.power_status_stale = False
         self._next_status: float | None = None
         # limits
-        self.limits_sent: PowerModulesLimits | None = None
-        self._limits_pending: PowerModulesLimits | None = None
+        self.v3 = codec.protocol_version is ProtocolVersion.V3
+        self.limits_sent: LimitsMessage | None = None
+        self._limits_pending: LimitsMessage | None = None
         self._limits_last_time: float | None = None
         self.limits_power = 0.0  # [W] the power limit given with the limits (not on CAN)
         self._parameters_done_pending = False  # Done waits for the pending limits frame
-        self._done_after: PowerModulesLimits | None = None  # limits frame handed out, Done next
+        self._done_after: LimitsMessage | None = None  # limits frame handed out, Done next
         # sequence flags (Start_Charge_Authorisation Not_Allowed until the charge server says)
         self.flags = SequenceControl()
         self.flags_sent: SequenceControl | None = None
@@ -227,8 +240,9 @@ class BridgeCore:
         self._next_outputs: float | None = None
         self._events: list[Event] = []
         # the vehicle of the present session (for sensor_msgs/BatteryState)
-        self.session: NewChargeSession | None = None
+        self.session: SessionMessage | None = None
         self.soc: int | None = None
+        self.capacity_kwh = 0.0  # 0 = unknown
         self.ev_id: bytes | None = None
 
     # --- receive ----------------------------------------------------------------------------
@@ -266,6 +280,14 @@ class BridgeCore:
             if self.session is None:
                 self.soc = message.state_of_charge
             self.session = message
+            self.capacity_kwh = message.battery_capacity
+        elif isinstance(message, NewChargeSessionV3):
+            self.session = message
+        elif isinstance(message, EvInformationBattery):
+            if message.present_state_of_charge > 0:  # 0 = not provided (V3-11)
+                self.soc = message.present_state_of_charge
+            if message.battery_capacity > 0:
+                self.capacity_kwh = message.battery_capacity
         elif isinstance(message, ChargingLoop):
             if self.session is not None and not message.is_standby:
                 self.soc = message.state_of_charge
@@ -309,6 +331,7 @@ class BridgeCore:
     def _end_session(self) -> None:
         self.session = None
         self.soc = None
+        self.capacity_kwh = 0.0
         self.ev_id = None
 
     def link_down(self, now: float, reason: str) -> None:
@@ -401,20 +424,33 @@ class BridgeCore:
         maximum_voltage: float,
         maximum_current: float,
         maximum_power: float = 0.0,
+        maximum_discharge_current: float = 0.0,
     ) -> None:
-        """Queue Power_Modules_Limits (0 = controller config default). Raises ValueError.
+        """Queue Power_Modules_Limits / DC_Power_Parameters (0 = controller config default).
 
         ``maximum_power`` [W] has no signal on the bus; it is published with the limits for the
         converter driver, which enforces all three locally (PM-34, A10).
+        ``maximum_discharge_current`` [A, magnitude] is v3 only (a v2 bridge refuses a non-zero
+        value); 0 on the bus is the controller's config default, while the converter driver
+        allows no discharge at all for 0. Raises ValueError.
         """
         for label, value in (
             ("maximum_voltage", maximum_voltage),
             ("maximum_current", maximum_current),
             ("maximum_power", maximum_power),
+            ("maximum_discharge_current", maximum_discharge_current),
         ):
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{label} must be >= 0 (0 = controller default), got {value}")
-        limits = PowerModulesLimits(float(maximum_voltage), float(maximum_current))
+        limits: LimitsMessage
+        if self.v3:
+            limits = DcPowerParameters(
+                float(maximum_voltage), float(maximum_current), float(maximum_discharge_current)
+            )
+        elif maximum_discharge_current:
+            raise ValueError("maximum_discharge_current needs interface v3 (protocol_version 3)")
+        else:
+            limits = PowerModulesLimits(float(maximum_voltage), float(maximum_current))
         try:
             self.codec.encode(limits, self.pistol_index)
         except ProtocolError as exc:
@@ -429,7 +465,7 @@ class BridgeCore:
         elif self.limits_sent is not None:
             self._set_flags(charge_parameters_done=Completion.DONE)
         else:
-            raise ValueError("Charge_Parameters_Done needs Power_Modules_Limits first (PM-19)")
+            raise ValueError("Charge_Parameters_Done needs the limits first (PM-19, V3-10)")
 
     def set_start_authorisation(self, now: float, allowed: bool) -> None:
         """Set Start_Charge_Authorisation (level; kept across sessions)."""
@@ -518,10 +554,13 @@ class BridgeCore:
         if self._done_after is not None:  # the limits frame before was sent (not failed)
             self._done_after = None
             self._set_flags(charge_parameters_done=Completion.DONE)
-        if self._limits_pending is not None and (
+        spaced = (
             self._limits_last_time is None
             or now - self._limits_last_time >= self.config.limits_min_interval - 1e-9
-        ):
+        )
+        if self.v3 and spaced and self._limits_pending is None and self.limits_sent is not None:
+            self._limits_pending = self.limits_sent  # B7: repeated with stable content
+        if self._limits_pending is not None and spaced:
             limits = self._limits_pending
             self._limits_pending = None
             self._limits_last_time = now
@@ -551,7 +590,7 @@ class BridgeCore:
             for button in list(self._pulse_release):
                 if getattr(message, button) == ButtonState.PRESSED:
                     self._pulse_release[button] = None
-        elif isinstance(message, PowerModulesLimits):
+        elif isinstance(message, (PowerModulesLimits, DcPowerParameters)):
             if self._limits_pending is None:
                 self._limits_pending = message
             if self._done_after is message:
@@ -591,7 +630,9 @@ class BridgeCore:
         if self.alive and self.last_heartbeat is not None:
             candidates.append(self.last_heartbeat + self.config.heartbeat_timeout + 1e-4)
         candidates.extend(t for t in self._pulse_release.values() if t is not None)
-        if self._limits_pending is not None and self._limits_last_time is not None:
+        if (
+            self._limits_pending is not None or (self.v3 and self.limits_sent is not None)
+        ) and self._limits_last_time is not None:
             candidates.append(self._limits_last_time + self.config.limits_min_interval)
         elif self._limits_pending is not None or self._flags_dirty:
             candidates.append(now)
@@ -614,9 +655,9 @@ class BridgeCore:
         voltage = status.present_voltage if status is not None and session else math.nan
         current = status.present_current if status is not None and session else math.nan
         capacity_ah = math.nan
-        if session is not None and session.battery_capacity > 0 and voltage > 1.0:
+        if session is not None and self.capacity_kwh > 0 and voltage > 1.0:
             # estimate: the protocol gives kWh only; Ah at the present voltage
-            capacity_ah = session.battery_capacity * 1000.0 / voltage
+            capacity_ah = self.capacity_kwh * 1000.0 / voltage
         return VehicleView(
             present=session is not None,
             protocol=session.communication_protocol.label if session else "",

@@ -65,6 +65,8 @@ from evse_can_ros.protocol import (
     ControllerState,
     EmergencyStop,
     NewChargeSession,
+    NewChargeSessionV3,
+    ProtocolVersion,
 )
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,7 @@ class StepOutput:
     result: Result | None  # the running goal has ended with this
     depot: DepotState
     depot_changed: bool
+    operating_point: float | None = None  # v3 Range_Mode policy for the driver (None = maximum)
 
 
 @dataclass
@@ -125,6 +128,7 @@ class _Pending:
     since: float  # first posted
     next_try: float  # send when now >= next_try
     in_flight: bool = False
+    failures: int = 0
 
 
 @dataclass
@@ -166,9 +170,15 @@ def _valid(flag: bool) -> str:
 class ChargeServer:
     """See module docstring."""
 
-    def __init__(self, config: SessionConfig | None = None, pistol_index: int = 1) -> None:
+    def __init__(
+        self,
+        config: SessionConfig | None = None,
+        pistol_index: int = 1,
+        version: ProtocolVersion = ProtocolVersion.V2,
+    ) -> None:
         self.config = config or SessionConfig()
         self.pistol_index = pistol_index
+        self.version = ProtocolVersion.of(version)
         self.authorisation = Authorisation(self.config.authorisation)
         self.ccs_decision = CcsDecision(self.config.ccs_decision)
         self.session: ChargeSession | None = None
@@ -205,7 +215,7 @@ class ChargeServer:
         """Take a controller message (session info, SoC, emergency, end)."""
         if isinstance(message, EmergencyStop):
             self.obs.emergency = True
-        elif isinstance(message, NewChargeSession):
+        elif isinstance(message, (NewChargeSession, NewChargeSessionV3)):
             self.obs.session_open = True
         elif isinstance(message, ChargeSessionFinished):
             self.obs.goal_less = _GoalLess()
@@ -237,7 +247,7 @@ class ChargeServer:
     ) -> GoalDecision:
         """Start a new goal, or end it at once (invalid, busy, charging disabled)."""
         try:
-            goal = validate_goal(**values)
+            goal = validate_goal(self.version, **values)
         except ConfigError as exc:
             return self._refuse(now, ErrorCode.INVALID_GOAL, f"invalid goal: {exc}")
         if self.session is not None:
@@ -285,7 +295,15 @@ class ChargeServer:
             return
         pending.in_flight = False
         pending.next_try = now + self.config.command_retry
-        log.warning("bridge command %s not confirmed: %s (retrying)", command, text or "failed")
+        pending.failures += 1
+        level = logging.WARNING if pending.failures == 1 else logging.DEBUG  # once, not per try
+        log.log(
+            level,
+            "bridge command %s not confirmed: %s (retrying for up to %g s)",
+            command,
+            text or "failed",
+            self.config.command_timeout,
+        )
 
     def _post(self, now: float, command: Command) -> None:
         kind = _kind(command)
@@ -314,7 +332,9 @@ class ChargeServer:
         session = self.session
         result: Result | None = None
         feedback: Feedback | None = None
+        operating_point = None
         if session is not None:
+            operating_point = session.operating_point()
             for command in session.step(now):
                 if not isinstance(command, SetStartAuthorisation):  # a level, decided below
                     self._post(now, command)
@@ -350,7 +370,7 @@ class ChargeServer:
         depot = self.depot()
         changed = depot != self._depot
         self._depot = depot
-        return StepOutput(self._due(now), feedback, result, depot, changed)
+        return StepOutput(self._due(now), feedback, result, depot, changed, operating_point)
 
     def _supervise(self, now: float) -> None:
         """Notice silent nodes: no controller_state (bridge), no power status (driver)."""

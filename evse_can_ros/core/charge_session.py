@@ -16,6 +16,14 @@ Policy (spec 9, README "Charge action"):
   vehicle's maximum voltage).
 * Stop conditions (target SoC, energy, duration) and cancel: a User_Stop_Button pulse, repeated
   every ``stop_repeat_interval`` until the session ends.
+* V2G (interface v3): a goal with ``max_discharge_current`` > 0 allows that discharge current
+  (sent in DC_Power_Parameters, enforced by the converter driver) and sets the Range_Mode
+  operating point (:meth:`ChargeSession.operating_point`): discharge at that current while the
+  vehicle's SoC is above ``min_soc`` (and the vehicle's own minimum), then charge (the range
+  maximum) to ``target_soc``, which is checked only after the discharge part. The energy is
+  counted per direction: ``energy_delivered`` (to the vehicle, >= 0) and ``energy_exported``
+  (from the vehicle, <= 0: the sign of a discharge current). In Target_Mode the vehicle decides
+  the direction itself (scheduled), within the same limit.
 * The result is returned only when the session has ended (Charge_Session_Finished, or the
   controller back in Waiting_For_PEV / Not_Available) **and** the output is at or below
   ``safe_voltage``. If the voltage stays high for ``safe_voltage_timeout``, the result carries
@@ -38,7 +46,12 @@ from evse_can_ros.protocol import (
     ControllerState,
     EmergencyStop,
     EmergencyStopOrigin,
+    EvInformationBattery,
+    EvInformationChargeLimits,
+    EvInformationVoltages,
     NewChargeSession,
+    NewChargeSessionV3,
+    ProtocolVersion,
     SessionEnd,
 )
 
@@ -134,6 +147,20 @@ class ChargeGoal:
         0.0, "session current limit, 0 = controller default", unit="A", min=0, max=3276.7
     )
     max_power: float = param(0.0, "session power limit, 0 = none", unit="W", min=0, max=5e6)
+    max_discharge_current: float = param(
+        0.0,
+        "V2G (v3): largest current to take from the vehicle, 0 = no discharge",
+        unit="A",
+        min=0,
+        max=6553.5,
+    )
+    min_soc: float = param(
+        0.0,
+        "V2G (v3): discharge down to this SoC, 0 = the vehicle's minimum",
+        unit="%",
+        min=0,
+        max=100,
+    )
     authorise_start: bool = param(True, "send Start_Charge_Authorisation = Allowed")
     accept_ccs_authorisation: bool = param(True, "CCS external authorisation decision")
     press_chademo_start: bool = param(True, "emulate the CHAdeMO start button")
@@ -216,11 +243,24 @@ class SessionConfig:
         check(self)
 
 
-def validate_goal(**values: float | bool) -> ChargeGoal:
+def validate_goal(
+    version: ProtocolVersion = ProtocolVersion.V2, **values: float | bool
+) -> ChargeGoal:
     """Build a goal, raising ConfigError with one line for invalid values."""
     goal = ChargeGoal(**values)  # type: ignore[arg-type]
     if goal.target_soc and goal.target_soc < 1:
         raise ConfigError(f"target_soc = {goal.target_soc} %: use 0 (vehicle decides) or 1..100")
+    if (goal.max_discharge_current or goal.min_soc) and version is not ProtocolVersion.V3:
+        raise ConfigError(
+            "max_discharge_current / min_soc (V2G) need interface v3: this charger runs "
+            f"protocol_version {int(version)}"
+        )
+    if goal.min_soc and not goal.max_discharge_current:
+        raise ConfigError("min_soc applies to a discharge: set max_discharge_current too")
+    if goal.min_soc and goal.target_soc and goal.min_soc >= goal.target_soc:
+        raise ConfigError(
+            f"min_soc = {goal.min_soc} % must be below target_soc = {goal.target_soc} %"
+        )
     return goal
 
 
@@ -249,6 +289,7 @@ class SetLimits:
     maximum_current: float
     charge_parameters_done: bool = True
     maximum_power: float = 0.0  # [W] enforced by the power side only (no CAN signal); 0 = none
+    maximum_discharge_current: float = 0.0  # [A] v3 only; 0 = no discharge (power side)
 
 
 @dataclass(frozen=True)
@@ -282,6 +323,7 @@ class Feedback:
     ev_maximum_voltage: float
     ev_maximum_current: float
     elapsed: float
+    energy_exported: float = 0.0  # [Wh] <= 0: taken from the vehicle (v3 V2G)
 
 
 @dataclass(frozen=True)
@@ -297,6 +339,7 @@ class Result:
     final_soc: float
     session_end_state: int
     safe_to_unplug: bool
+    energy_exported: float = 0.0  # [Wh] <= 0: taken from the vehicle (v3 V2G)
 
 
 @dataclass
@@ -308,13 +351,18 @@ class _Observed:
     lost_since: float | None = None
     session_opened_at: float | None = None
     stages_seen: list[Stage] = field(default_factory=list)
-    session: NewChargeSession | None = None
+    session: NewChargeSession | NewChargeSessionV3 | None = None
     initial_soc: float = math.nan
     soc: float = math.nan
+    ev_min_soc: float = math.nan  # the vehicle's own minimum (v3)
+    ev_max_voltage: float = 0.0  # 0 = unknown
+    ev_max_current: float = 0.0
     voltage: float = math.nan
     current: float = 0.0
     power_time: float | None = None
     energy_wh: float = 0.0
+    energy_exported_wh: float = 0.0  # <= 0
+    discharged: bool = False  # the V2G discharge part is over
     charging_since: float | None = None
     lost_in_session: bool = False
     lost_at: float | None = None  # first loss inside the session
@@ -388,11 +436,13 @@ class ChargeSession:
     def on_message(self, now: float, message: CanMessage) -> None:
         """Take a controller message from the bridge (session info, SoC, emergency, end)."""
         o = self.obs
-        if isinstance(message, NewChargeSession):
+        if isinstance(message, (NewChargeSession, NewChargeSessionV3)):
             if o.ended_at is None:
-                if o.session is None:
+                if o.session is None and isinstance(message, NewChargeSession):
                     o.initial_soc = float(message.state_of_charge)
                     o.soc = o.initial_soc
+                    o.ev_max_voltage = message.ev_maximum_voltage
+                    o.ev_max_current = message.ev_maximum_current
                 o.session = message
                 if o.session_opened_at is None:
                     o.session_opened_at = now
@@ -407,14 +457,34 @@ class ChargeSession:
                 log.error("emergency stop, origin %s", message.origin.label)
         elif isinstance(message, ChargeSessionFinished) and o.session_opened_at is not None:
             self._session_ended(now, message.state)
+        elif o.session is not None and o.ended_at is None:
+            self._on_ev_information(message)
+
+    def _on_ev_information(self, message: CanMessage) -> None:
+        """v3 vehicle data (0 = not provided, V3-11): SoC, minimum SoC, maxima for feedback."""
+        o = self.obs
+        if isinstance(message, EvInformationBattery):
+            if message.present_state_of_charge > 0:
+                o.soc = float(message.present_state_of_charge)
+                if math.isnan(o.initial_soc):
+                    o.initial_soc = o.soc
+            if message.minimum_state_of_charge > 0:
+                o.ev_min_soc = float(message.minimum_state_of_charge)
+        elif isinstance(message, EvInformationVoltages) and message.ev_maximum_voltage > 0:
+            o.ev_max_voltage = message.ev_maximum_voltage
+        elif isinstance(message, EvInformationChargeLimits) and message.ev_maximum_charge_current:
+            o.ev_max_current = message.ev_maximum_charge_current
 
     def on_power(self, now: float, voltage: float, current: float) -> None:
-        """Take the measured output (converter driver) and integrate the energy delivered."""
+        """Take the measured output (converter driver); integrate the energy per direction."""
         o = self.obs
         if o.power_time is not None and math.isfinite(o.voltage) and o.ended_at is None:
             dt = max(0.0, now - o.power_time)
-            p_old = o.voltage * o.current
-            o.energy_wh += max(0.0, (p_old + voltage * current) / 2.0) * dt / 3600.0
+            energy = (o.voltage * o.current + voltage * current) / 2.0 * dt / 3600.0
+            if energy > 0:
+                o.energy_wh += energy
+            else:
+                o.energy_exported_wh += energy
         o.voltage, o.current, o.power_time = voltage, current, now
 
     def on_fault(
@@ -493,7 +563,7 @@ class ChargeSession:
             o.session is not None or o.state == S.CONNECTED_WITH_FULL_INFO
         ):
             self._limits_sent_for_session = True
-            out.append(SetLimits(g.max_voltage, self._current_limit(), True, g.max_power))
+            out.append(self._limits(discharge=True))
         if o.state == S.CCS_AUTHORISATION_PROCESS and not self._ccs_decided:
             self._ccs_decided = True
             out.append(SetCcsAuthorisation(g.accept_ccs_authorisation))
@@ -539,9 +609,35 @@ class ChargeSession:
         if self.result is None:
             self._finish(now, code, text, Outcome.FAILED, safe=False)
 
+    def operating_point(self) -> float | None:
+        """Return the V2G Range_Mode operating point [A, signed]; None = the range maximum (B3).
+
+        Discharge at ``max_discharge_current`` while the SoC is above ``min_soc`` and the
+        vehicle's own minimum; then (for good) charge. Without a known SoC: no discharge. At the
+        goal's ``min_soc`` the session's discharge limit drops to 0, so no later request (a
+        scheduled vehicle's target, the CSMS) discharges further; at the vehicle's own minimum
+        the vehicle is trusted to stop asking.
+        """
+        o, g = self.obs, self.goal
+        if not g.max_discharge_current or o.discharged or o.ended_at is not None:
+            return None
+        floor = max(g.min_soc, o.ev_min_soc if math.isfinite(o.ev_min_soc) else 0.0)
+        if not math.isfinite(o.soc):
+            return None
+        if o.soc <= floor:
+            o.discharged = True
+            log.info("V2G: SoC %g %% reached the minimum %g %%: charging now", o.soc, floor)
+            if g.min_soc and o.soc <= g.min_soc:
+                # the goal's own minimum holds whatever the vehicle or the CSMS ask: the
+                # session's discharge limit becomes 0 (the converter driver enforces it)
+                self._pending.append(self._limits(discharge=False))
+            return None
+        return -g.max_discharge_current
+
     def _limit_reached(self, now: float) -> str:
         o, g = self.obs, self.goal
-        if g.target_soc and math.isfinite(o.soc) and o.soc >= g.target_soc:
+        target_due = not g.max_discharge_current or o.discharged
+        if target_due and g.target_soc and math.isfinite(o.soc) and o.soc >= g.target_soc:
             return f"target SoC {g.target_soc:g} % reached ({o.soc:g} %)"
         if g.max_energy and o.energy_wh >= g.max_energy:
             return f"energy limit {g.max_energy:g} Wh reached"
@@ -553,11 +649,21 @@ class ChargeSession:
             return f"duration limit {g.max_duration:g} s reached"
         return ""
 
+    def _limits(self, discharge: bool) -> SetLimits:
+        g = self.goal
+        return SetLimits(
+            g.max_voltage,
+            self._current_limit(),
+            True,
+            g.max_power,
+            g.max_discharge_current if discharge else 0.0,
+        )
+
     def _current_limit(self) -> float:
         g, o = self.goal, self.obs
         limit = g.max_current
-        if g.max_power and o.session is not None and o.session.ev_maximum_voltage > 0:
-            by_power = g.max_power / o.session.ev_maximum_voltage
+        if g.max_power and o.ev_max_voltage > 0:
+            by_power = g.max_power / o.ev_max_voltage
             limit = by_power if not limit else min(limit, by_power)
         return round(limit, 1)
 
@@ -587,6 +693,7 @@ class ChargeSession:
             o.soc,
             end,
             safe and math.isfinite(o.voltage),
+            o.energy_exported_wh,
         )
         log.info("goal finished: %s %s", code.name, text)
 
@@ -617,9 +724,10 @@ class ChargeSession:
             (o.voltage * o.current) if math.isfinite(o.voltage) else 0.0,
             o.energy_wh,
             o.soc,
-            session.ev_maximum_voltage if session else 0.0,
-            session.ev_maximum_current if session else 0.0,
+            o.ev_max_voltage,
+            o.ev_max_current,
             now - self.started,
+            o.energy_exported_wh,
         )
 
 

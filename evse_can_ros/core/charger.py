@@ -57,9 +57,16 @@ from evse_can_ros.protocol import (
     ChargingLoop,
     Codec,
     ControllerState,
+    DcPowerControl,
+    DcPowerParameters,
     EmergencyStop,
+    EvInformationBattery,
+    EvInformationChargeLimits,
+    EvInformationVoltages,
     InsulationTest,
     NewChargeSession,
+    NewChargeSessionV3,
+    OcppControl,
     PowerModulesLimits,
     PowerModulesStatus,
     Precharge,
@@ -76,11 +83,24 @@ DRIVER_INPUTS = (
     ChargeStatusChange,
     EmergencyStop,
     ChargeSessionFinished,
+    NewChargeSessionV3,
+    DcPowerControl,
+    OcppControl,
+    EvInformationVoltages,
 )
-"""Controller messages the converter driver subscribes to."""
+"""Controller messages the converter driver subscribes to (v2 and v3)."""
 STATE_EVENTS = ("controller_lost", "controller_alive", "state")
 """Bridge events after which controller_state is published at once."""
-SERVER_INPUTS = (NewChargeSession, ChargingLoop, EmergencyStop, ChargeSessionFinished)
+SERVER_INPUTS = (
+    NewChargeSession,
+    ChargingLoop,
+    EmergencyStop,
+    ChargeSessionFinished,
+    NewChargeSessionV3,
+    EvInformationBattery,
+    EvInformationVoltages,
+    EvInformationChargeLimits,
+)
 """Controller messages the charge server subscribes to."""
 
 
@@ -113,6 +133,7 @@ class BusRecord:
     time: float
     from_power_side: bool
     message: CanMessage
+    frame: CanFrame | None = None  # as sent (identifier, data), for conformance checks
 
 
 @dataclass
@@ -167,13 +188,15 @@ class InMemoryCharger:
         )
         self.vehicle = vehicle
         self.bridge = BridgeCore(codec, self._bridge_config)
-        self.driver = ConverterDriver(stage, self._pm_config)
-        self.server = ChargeServer(session or SessionConfig(), pistol_index)
+        self.version = codec.protocol_version
+        self.driver = ConverterDriver(stage, self._pm_config, self.version)
+        self.server = ChargeServer(session or SessionConfig(), pistol_index, self.version)
         self.now = 0.0
         self.trace = Trace()
         self.alive = {"bridge": True, "driver": True, "server": True}
         self.link_ok = True
         self._deaf_until = -math.inf  # controller frames do not reach the bridge until then
+        self.dropped: tuple[type[CanMessage], ...] = ()  # controller messages that never arrive
         self._to_controller: list[CanFrame] = []
         self._injected: list[CanFrame] = []
         self._next: dict[str, float] = {}
@@ -200,7 +223,9 @@ class InMemoryCharger:
         frames = self.controller.step(now, self._to_controller) + self._injected
         self._to_controller, self._injected = [], []
         for frame in frames:
-            self._record(frame, from_power_side=False)
+            message = self._record(frame, from_power_side=False)
+            if isinstance(message, self.dropped):
+                continue
             if self.alive["bridge"] and self.link_ok and now >= self._deaf_until:
                 self._bridge_receive(frame)
         if self.alive["bridge"]:
@@ -258,7 +283,7 @@ class InMemoryCharger:
         if node == "bridge":
             self.bridge = BridgeCore(self.codec, self._bridge_config)
         elif node == "driver":
-            self.driver = ConverterDriver(self.stage, self._pm_config)
+            self.driver = ConverterDriver(self.stage, self._pm_config, self.version)
         self.alive[node] = True
 
     def raise_in(self, where: str, times: int = 1) -> None:
@@ -346,6 +371,13 @@ class InMemoryCharger:
                     self.driver.on_limits(
                         message.maximum_voltage, message.maximum_current, self.bridge.limits_power
                     )
+                elif isinstance(message, DcPowerParameters) and self.alive["driver"]:
+                    self.driver.on_limits(
+                        message.maximum_voltage,
+                        message.maximum_charge_current,
+                        self.bridge.limits_power,
+                        message.maximum_discharge_current,
+                    )
                 elif isinstance(message, SequenceControl) and self.alive["server"]:
                     self.server.on_flags(bool(message.start_charge_authorisation))
             else:
@@ -395,6 +427,8 @@ class InMemoryCharger:
 
     def _server_step(self) -> None:
         out = self.server.step(self.now)
+        if self.alive["driver"]:
+            self.driver.set_operating_point(out.operating_point)
         for command in out.commands:
             ok, text = self._apply(command)
             self.server.command_result(self.now, command, ok, text)
@@ -417,7 +451,11 @@ class InMemoryCharger:
                 b.set_ccs_authorisation(now, command.valid)
             elif isinstance(command, SetLimits):
                 b.set_limits(
-                    now, command.maximum_voltage, command.maximum_current, command.maximum_power
+                    now,
+                    command.maximum_voltage,
+                    command.maximum_current,
+                    command.maximum_power,
+                    command.maximum_discharge_current,
                 )
                 if command.charge_parameters_done:
                     b.set_charge_parameters_done(now)
@@ -433,10 +471,11 @@ class InMemoryCharger:
             return False, str(exc)
         return True, ""
 
-    def _record(self, frame: CanFrame, from_power_side: bool) -> None:
+    def _record(self, frame: CanFrame, from_power_side: bool) -> CanMessage | None:
         try:
             message = self.codec.decode(frame, self.pistol_index)
         except Exception:  # recorded frames are ours or the emulator's: never malformed
             log.exception("undecodable frame %s", frame)
-            return
-        self.trace.bus.append(BusRecord(self.now, from_power_side, message))
+            return None
+        self.trace.bus.append(BusRecord(self.now, from_power_side, message, frame))
+        return message

@@ -28,6 +28,11 @@ SOURCING = frozenset(
 DISCHARGE_ALLOWED = frozenset({S.CONNECTED_WITH_FULL_INFO, S.INSULATION_TEST})
 """The post-insulation active discharge may run (A20: battery guaranteed disconnected)."""
 
+LOWERING_AT_CLOSE = frozenset({S.CLOSING_COMMUNICATION})
+"""v3 only: Lower_Output_Voltage on entering Closing_Communication (v3 digest 5.3, situation 3:
+the vehicle has opened its contactors after welding detection) may also discharge the output.
+In Ending_Charge it is ignored (B2: we have no output contactors of our own)."""
+
 STANDBY_ON_ENTRY = frozenset(
     {
         S.PRECHARGE,

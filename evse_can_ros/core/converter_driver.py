@@ -9,7 +9,9 @@ only translates topics into these calls and schedules :meth:`ConverterDriver.tic
   switches off at once, latched; before the first heartbeat there is nothing to lose);
 * :meth:`on_message`: the controller's commands; an ``Emergency_Stop`` acts inside the call
   (fast path: latch, output off, fresh measurement), the returned report says what to publish;
-* :meth:`on_limits`: the session limits sent to the controller (enforced locally, PM-34/A10);
+* :meth:`on_limits`: the session limits sent to the controller (enforced locally, PM-34/A10),
+  with the discharge limit in v3 (0 = no discharge);
+* :meth:`set_operating_point`: the charge server's Range_Mode policy (v3, B3);
 * :meth:`tick`: one control period;
 * :meth:`internal_error`: an exception in our own code on a safety path (timer, subscription,
   receive thread): counted, output off, latched, reported (System_Enable = 0);
@@ -29,6 +31,7 @@ from evse_can_ros.core.power_module import (
     Phase,
     PowerModule,
     PowerModuleConfig,
+    power_request,
 )
 from evse_can_ros.core.power_stage import (
     Capabilities,
@@ -43,16 +46,18 @@ from evse_can_ros.protocol import (
     ChargeStatusChange,
     ChargingLoop,
     ControllerState,
+    DcPowerControl,
     EmergencyStop,
     Permission,
+    PowerFunction,
     PowerModulesStatus,
-    Precharge,
+    ProtocolVersion,
 )
 from evse_can_ros.text import one_line
 
 log = logging.getLogger(__name__)
 
-ACT_NOW = (EmergencyStop, ChargingLoop, ChargeStatusChange)
+ACT_NOW = (EmergencyStop, ChargingLoop, DcPowerControl, ChargeStatusChange)
 """Commands acted on at once, not at the next control period."""
 
 
@@ -75,20 +80,27 @@ class Snapshot:
     fault: str
     fault_kind: FaultKind
     session_energy_wh: float
+    session_energy_exported_wh: float  # <= 0: taken from the vehicle (v3)
     measurement: Measurement | None  # the last *valid* one (None before the first)
     measurement_fresh: bool  # the last read succeeded
     capabilities: Capabilities | None
     controller_state: ControllerState | None
     limits: tuple[float, float, float]
+    discharge_limit: float  # A, magnitude; 0 = no discharge
     internal_errors: int
 
 
 class ConverterDriver:
     """See module docstring."""
 
-    def __init__(self, stage: PowerStage, config: PowerModuleConfig | None = None) -> None:
+    def __init__(
+        self,
+        stage: PowerStage,
+        config: PowerModuleConfig | None = None,
+        version: ProtocolVersion = ProtocolVersion.V2,
+    ) -> None:
         self.stage = stage
-        self.module = PowerModule(config)
+        self.module = PowerModule(config, version)
         self.loop = ControlLoop(self.module, stage)
         self.heartbeat_seen = False
         self.internal_errors = 0
@@ -114,19 +126,30 @@ class ConverterDriver:
     def on_message(self, now: float, message: CanMessage) -> Report | None:
         """Take a controller command; returns a report if it was acted on at once."""
         self.module.on_message(message, now)
+        request = power_request(message)
         if (
-            isinstance(message, Precharge)
-            and message.maximum_current > 0
+            request is not None
+            and request.function == PowerFunction.PRECHARGE
             and isinstance(self.stage, FollowsControllerState)
         ):
-            self.stage.follow_ev_voltage(message.target_voltage)
+            self.stage.follow_ev_voltage(request.voltage)
         if isinstance(message, ACT_NOW):
             return self.tick(now)
         return None
 
-    def on_limits(self, max_voltage: float, max_current: float, max_power: float = 0.0) -> None:
-        """Take the session limits sent to the controller (0 = none of ours)."""
-        self.module.set_limits(max_voltage, max_current, max_power)
+    def on_limits(
+        self,
+        max_voltage: float,
+        max_current: float,
+        max_power: float = 0.0,
+        max_discharge_current: float = 0.0,
+    ) -> None:
+        """Take the session limits sent to the controller (0 = none of ours; discharge: none)."""
+        self.module.set_limits(max_voltage, max_current, max_power, max_discharge_current)
+
+    def set_operating_point(self, current: float | None) -> None:
+        """Take the charge server's Range_Mode operating point [A, signed; None = the maximum]."""
+        self.module.set_operating_point(current)
 
     # --- control ----------------------------------------------------------------------------
 
@@ -180,11 +203,13 @@ class ConverterDriver:
             fault=pm.fault,
             fault_kind=pm.fault_kind,
             session_energy_wh=pm.session_energy_wh,
+            session_energy_exported_wh=pm.session_energy_exported_wh,
             measurement=pm.last_measurement,
             measurement_fresh=loop.measurement is not None,
             capabilities=loop.capabilities,
             controller_state=pm.state,
             limits=pm.limits,
+            discharge_limit=pm.discharge_limit,
             internal_errors=self.internal_errors,
         )
 

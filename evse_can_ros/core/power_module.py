@@ -1,4 +1,4 @@
-"""The power-module side of the Generic EVSE CAN interface v2 as a pure state machine.
+"""The power-module side of the Generic EVSE CAN interface (v2 and v3) as a pure state machine.
 
 :class:`PowerModule` turns the controller's decoded messages (typed dataclasses of
 :mod:`evse_can_ros.protocol`) into converter setpoints and our ``Power_Modules_Status``. It has
@@ -27,6 +27,24 @@ Phases (``Phase``) and what the output does:
 ``OFF_LATCHED``           emergency stop / link lost / fault: off until a new session (A7)
 ========================  =====================================================================
 
+One state machine serves both interface versions: every power command is first turned into a
+version-neutral :class:`PowerRequest` (:func:`power_request`; v3 digest 5.4 maps the v2 frames
+onto v3's DC_Power_Control), and the differences are data (:class:`PowerModule` ``version``):
+
+* v2 requests are unidirectional (a negative ``Target_Current`` regulates at 0 A, PM-37); every
+  standby request after the insulation test asks for the discharge (A13).
+* v3 requests are signed (negative = from the vehicle) in Target_Mode and Range_Mode; the output
+  is lowered only when ``Lower_Output_Voltage`` asks for it: after the insulation test (states
+  3/4) and on entering Closing_Communication, never in Ending_Charge (B2, we have no output
+  contactors); Off is standby; an undefined ``Power_Function`` latches a protocol fault (B1).
+  Range_Mode operating point (B3, V3-07): ``OCPP_Control.Dynamic_Target_Current`` if the CSMS
+  sent one in this session, else the local policy (:meth:`PowerModule.set_operating_point`,
+  from the Charge goal), else ``Current_Range_Max``, clamped into the range on every step. A
+  direction change ramps through 0 A (B4): the magnitude is cut at once, then ramps up again.
+  Discharge (negative current) needs a backend that declares it (``Capabilities``) *and* a
+  session discharge limit (:meth:`PowerModule.set_limits`, 0 = none allowed); otherwise it
+  regulates at 0 A. Its voltage floor is the vehicle's ``EV_Minimum_Voltage`` when known.
+
 Decisions (spec §12 recommended decisions unless stated):
 
 * A1/A2: no counting of insulation iterations; the true resistance is reported every cycle.
@@ -46,9 +64,11 @@ Decisions (spec §12 recommended decisions unless stated):
 * A10/PM-34: the session limits sent in ``Power_Modules_Limits`` (and the goal's power limit) are
   enforced here too, on top of the converter's capabilities (0 = no limit of ours).
 * A13/PM-28: active discharge to ``discharge_voltage`` (default 10 V) after the insulation test.
-  A20 (CHAdeMO-safe): the discharge stops at once when the state leaves 3/4 or when the output
-  voltage rises by ``discharge_rise_limit`` above its lowest value in the discharge (a battery
-  has been connected): the bleeder never loads a battery.
+  A20 (CHAdeMO-safe): the discharge stops at once when the state leaves 3/4 (v3: 3/4/10), when
+  the output voltage rises by ``discharge_rise_limit`` above its lowest value in the discharge (a
+  battery has been connected), or after ``discharge_timeout`` (a battery holds the voltage up):
+  the bleeder never loads a battery for long. After a stop for a rise or the timeout, no further
+  discharge in that session.
 * A17: AC sessions (``CCS_PWM`` / ``CCS_AC``) are refused (System_Enable stays 0).
 * A18/PM-45: on a *change* of the controller state: into a no-session state the session ends
   (PM-48); into 5/6/8/9/10/13 or an unknown state any power function stops (standby). D1: a
@@ -79,12 +99,13 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from evse_can_ros.config import check, param
 from evse_can_ros.core.controller_states import (
     BEFORE_POWER,
     DISCHARGE_ALLOWED,
+    LOWERING_AT_CLOSE,
     SOURCING,
     STANDBY_ON_ENTRY,
     is_session_boundary,
@@ -108,13 +129,21 @@ from evse_can_ros.protocol import (
     ChargingLoop,
     CommunicationProtocol,
     ControllerState,
+    DcPowerControl,
     EmergencyStop,
+    EvInformationVoltages,
     InsulationTest,
     NewChargeSession,
+    NewChargeSessionV3,
+    OcppControl,
     Permission,
     PlugAndPins,
+    PowerFunction,
     PowerModulesStatus,
     Precharge,
+    ProtocolVersion,
+    SetpointsMode,
+    VoltageLowering,
 )
 
 log = logging.getLogger(__name__)
@@ -143,11 +172,71 @@ class FaultKind(str, enum.Enum):
     CONVERTER = "converter"  # the power stage failed (backend, measurement, module)
     INSULATION = "insulation"  # our own insulation interlock
     INTERNAL = "internal"  # an exception in our code on a safety path
+    PROTOCOL = "protocol"  # a command we must not guess (v3 undefined Power_Function, B1)
 
     @property
     def power_side(self) -> bool:
         """True for a fault of the power side itself (not its reaction to someone else's)."""
-        return self in (FaultKind.CONVERTER, FaultKind.INSULATION, FaultKind.INTERNAL)
+        return self in (
+            FaultKind.CONVERTER,
+            FaultKind.INSULATION,
+            FaultKind.INTERNAL,
+            FaultKind.PROTOCOL,
+        )
+
+
+@dataclass(frozen=True)
+class PowerRequest:
+    """One power command of the controller in version-neutral terms (v3 digest 5.4).
+
+    ``function`` uses the v3 vocabulary. Currents are signed (+ = to the vehicle):
+    ``current_max`` is the target (Target_Mode), the precharge limit or the upper end of the
+    range; ``current_min`` the lower end of the range (Range_Mode only).
+    """
+
+    function: PowerFunction
+    voltage: float = 0.0
+    current_max: float = 0.0
+    current_min: float = 0.0
+    range_mode: bool = False
+    lowering: bool = False
+    source: str = field(default="", compare=False)  # the frame, for the log
+
+
+def power_request(msg: CanMessage) -> PowerRequest | None:
+    """Return the power request of a controller command (None: not a power command).
+
+    v2 (digest 5.4): ``Insulation_Test`` (V > 0) = test, (0 V) = standby with lowering;
+    ``Precharge`` (I > 0) = precharge, (0 A) = standby; ``Charging_Loop`` (V > 0) = transfer at
+    ``max(0, I)`` (PM-37, unidirectional), (0 V, any A) = standby with lowering (A8, A13).
+    """
+    if isinstance(msg, DcPowerControl):
+        return PowerRequest(
+            msg.power_function,
+            msg.target_voltage,
+            msg.current_range_max,
+            msg.current_range_min,
+            msg.setpoints_mode == SetpointsMode.RANGE_MODE,
+            msg.lower_output_voltage == VoltageLowering.LOWERING,
+            "DC_Power_Control",
+        )
+    if isinstance(msg, InsulationTest):
+        if msg.test_voltage > 0:
+            return PowerRequest(PowerFunction.INSULATION_TEST, msg.test_voltage, source="v2")
+        return PowerRequest(PowerFunction.STANDBY, lowering=True, source="Insulation_Test 0 V")
+    if isinstance(msg, Precharge):
+        if msg.maximum_current > 0:
+            i = msg.maximum_current
+            return PowerRequest(PowerFunction.PRECHARGE, msg.target_voltage, i, 0.0, True)
+        return PowerRequest(PowerFunction.STANDBY, source="Precharge 0 A")
+    if isinstance(msg, ChargingLoop):
+        if msg.target_voltage <= 0:
+            if msg.target_current != 0:
+                log.warning("Charging_Loop 0 V with %g A: treated as standby", msg.target_current)
+            return PowerRequest(PowerFunction.STANDBY, lowering=True, source="Charging_Loop 0 V")
+        i = max(0.0, msg.target_current)
+        return PowerRequest(PowerFunction.POWER_TRANSFER, msg.target_voltage, i, i)
+    return None
 
 
 POWER_PHASES = frozenset((Phase.INSULATION_TEST, Phase.DISCHARGE, Phase.PRECHARGE, Phase.CHARGING))
@@ -202,6 +291,13 @@ class PowerModuleConfig:
         min=0.0,
         max=1500.0,
     )
+    discharge_timeout: float = param(
+        3.0,
+        "an output discharge (lowering) that has not reached discharge_voltage by then stops",
+        unit="s",
+        min=0.2,
+        max=30.0,
+    )
     sleep_when_idle: bool = param(True, "let the power modules sleep outside sessions")
 
     def __post_init__(self) -> None:
@@ -222,15 +318,23 @@ class PowerModuleOutput:
 class PowerModule:
     """See module docstring."""
 
-    def __init__(self, config: PowerModuleConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: PowerModuleConfig | None = None,
+        version: ProtocolVersion = ProtocolVersion.V2,
+    ) -> None:
         self.config = config or PowerModuleConfig()
+        self.version = ProtocolVersion.of(version)
+        v3 = self.version is ProtocolVersion.V3
+        self._discharge_states = DISCHARGE_ALLOWED | (LOWERING_AT_CLOSE if v3 else frozenset())
         self.phase = Phase.IDLE
         self.state: ControllerState | None = None  # latest Advantics_Controller_Status.State
         self.fault = ""  # latched fault text ("" = none)
         self.fault_kind = FaultKind.NONE
-        self.session: NewChargeSession | None = None
+        self.session: NewChargeSession | NewChargeSessionV3 | None = None
         self.enabled = False  # System_Enable granted in this session (A5)
-        self.session_energy_wh = 0.0
+        self.session_energy_wh = 0.0  # delivered to the vehicle (>= 0)
+        self.session_energy_exported_wh = 0.0  # taken from the vehicle (<= 0, v3)
         self.last_measurement: Measurement | None = None  # the last valid one
         self._latched = False
         self._ncs_in_session = False  # a New_Charge_Session since the last session boundary
@@ -242,12 +346,18 @@ class PowerModule:
         self._last_step: float | None = None
         self._test_voltage = 0.0
         self._precharge = (0.0, 0.0)
-        self._target = (0.0, 0.0)
+        self._transfer: PowerRequest | None = None
         self._ramped_current = 0.0
         self._insulation_tested = False
         self._session_test_voltage = 0.0  # highest Test_Voltage of the session (spec A2)
         self._discharge_floor = math.inf
+        self._discharge_since: float | None = None
+        self._discharge_blocked = False  # a discharge stopped on a rise or timeout (A20)
+        self._dynamic_target: float | None = None  # OCPP_Control in this session (v3)
+        self._operating_point: float | None = None  # local Range_Mode policy (v3)
+        self._ev_min_voltage = 0.0  # EV_Minimum_Voltage, 0 = not provided (v3)
         self._limits: tuple[float, float, float] = (math.inf, math.inf, math.inf)
+        self._discharge_limit = 0.0  # A, magnitude; 0 = no discharge in this session
 
     # --- inputs ----------------------------------------------------------------------------------
 
@@ -271,22 +381,31 @@ class PowerModule:
         """Session limits enforced locally: voltage [V], current [A], power [W] (inf = none)."""
         return self._limits
 
+    @property
+    def discharge_limit(self) -> float:
+        """Largest current the session may take from the vehicle [A, magnitude] (0 = none)."""
+        return self._discharge_limit
+
     def set_limits(
         self,
         max_voltage: float | None = None,
         max_current: float | None = None,
         max_power: float | None = None,
+        max_discharge_current: float | None = None,
     ) -> None:
         """Session limits [V, A, W] on top of the converter capabilities (None or 0 = no limit).
 
-        Called with the limits sent to the controller in Power_Modules_Limits (0 there means
-        "controller default", which is no limit of ours) and the goal's power limit (PM-34, A10).
+        Called with the limits sent to the controller in Power_Modules_Limits /
+        DC_Power_Parameters (0 there means "controller default", which is no limit of ours)
+        and the goal's power limit (PM-34, A10). ``max_discharge_current`` [A, magnitude] is the
+        opposite: None or 0 = no discharge at all (v3: a discharge needs a goal that allows it).
         """
         values = []
         for name, v in (
             ("max_voltage", max_voltage),
             ("max_current", max_current),
             ("max_power", max_power),
+            ("max_discharge_current", max_discharge_current),
         ):
             if v is None or v == 0:
                 values.append(math.inf)
@@ -295,9 +414,26 @@ class PowerModule:
             else:
                 values.append(float(v))
         limits = (values[0], values[1], values[2])
-        if limits != self._limits:
-            log.info("session limits %s V, %s A, %s W", *(f"{x:g}" for x in limits))
+        discharge = 0.0 if math.isinf(values[3]) else values[3]
+        if limits != self._limits or discharge != self._discharge_limit:
+            log.info(
+                "session limits %s V, %s A, %s W, discharge %s A",
+                *(f"{x:g}" for x in (*limits, discharge)),
+            )
         self._limits = limits
+        self._discharge_limit = discharge
+
+    def set_operating_point(self, current: float | None) -> None:
+        """Local Range_Mode policy [A, signed] (None: Current_Range_Max, B3); v3 only.
+
+        Clamped into the controller's range (and the limits) on every step; an
+        ``OCPP_Control.Dynamic_Target_Current`` of the session takes precedence.
+        """
+        if current is not None and not math.isfinite(current):
+            raise ValueError(f"operating point must be finite or None, got {current}")
+        if current != self._operating_point:
+            log.info("range-mode operating point: %s", "maximum" if current is None else current)
+        self._operating_point = current
 
     def on_message(self, msg: CanMessage, now: float) -> None:
         """Take one decoded controller message received at ``now``."""
@@ -307,21 +443,25 @@ class PowerModule:
             self._on_state(msg.state)
         elif isinstance(msg, EmergencyStop):
             self._latch(f"emergency stop (origin {msg.origin.label})", FaultKind.EMERGENCY_STOP)
-        elif isinstance(msg, NewChargeSession):
+        elif isinstance(msg, (NewChargeSession, NewChargeSessionV3)):
             self._on_new_session(msg)
         elif isinstance(msg, ChargeSessionFinished):
             if self.in_session or self._latched:
                 log.info("Charge_Session_Finished (%s): output off", msg.state.label)
             self._end_session()  # PM-41
             self._session_boundary()
+        elif isinstance(msg, EvInformationVoltages):
+            self._ev_min_voltage = max(0.0, msg.ev_minimum_voltage)  # 0 = not provided (V3-11)
         elif not self._can_command():
-            return
-        elif isinstance(msg, InsulationTest):
-            self._on_insulation_test(msg)
-        elif isinstance(msg, Precharge):
-            self._on_precharge(msg)
-        elif isinstance(msg, ChargingLoop):
-            self._on_charging_loop(msg, now)
+            request = power_request(msg)
+            if request is not None and request.lowering and not self._latched:
+                self._on_standby(request, now)  # v3: lowering in Closing_Communication, after
+            return  # Charge_Session_Finished (v3 digest 5.3, situation 3)
+        elif isinstance(msg, OcppControl):
+            self._dynamic_target = msg.dynamic_target_current
+            log.info("OCPP_Control: dynamic target %g A", msg.dynamic_target_current)
+        elif (request := power_request(msg)) is not None:
+            self._on_request(request, now)
         elif isinstance(msg, ChargeStatusChange):
             if msg.vehicle_ready_for_charging == ChargeStatus.CHARGE_STARTED:
                 if self.phase is not Phase.CHARGING and self.phase is not Phase.WAKING:
@@ -373,15 +513,21 @@ class PowerModule:
             if self.phase is Phase.WAKING:
                 self._set_phase(Phase.STANDBY, "modules ready")
         if self.phase is Phase.DISCHARGE and measurement is not None:
-            self._supervise_discharge(measurement.voltage)
+            self._supervise_discharge(measurement.voltage, now)
         setpoint = self._setpoint(caps, dt)
-        if measurement is not None and measurement.current > 0 and self.in_session:
-            self.session_energy_wh += measurement.voltage * measurement.current * dt / 3600.0
+        if measurement is not None and self.in_session:
+            energy = measurement.voltage * measurement.current * dt / 3600.0
+            if energy > 0:
+                self.session_energy_wh += energy
+            else:
+                self.session_energy_exported_wh += energy
         return PowerModuleOutput(
             setpoint=setpoint,
             status=self._status(m),
             phase=self.phase,
-            wake=(self.in_session and not self._latched) or not cfg.sleep_when_idle,
+            wake=(self.in_session and not self._latched)
+            or self.phase is Phase.DISCHARGE
+            or not cfg.sleep_when_idle,
             fault=self.fault,
         )
 
@@ -418,7 +564,7 @@ class PowerModule:
     def _clear_targets(self) -> None:
         self._test_voltage = 0.0
         self._precharge = (0.0, 0.0)
-        self._target = (0.0, 0.0)
+        self._transfer = None
         self._ramped_current = 0.0
         self._request_time = None
 
@@ -430,7 +576,7 @@ class PowerModule:
         if not self._latched:
             self._set_phase(Phase.IDLE, "session over")
 
-    def _on_new_session(self, msg: NewChargeSession) -> None:
+    def _on_new_session(self, msg: NewChargeSession | NewChargeSessionV3) -> None:
         if self._latched and self._latched_after_ncs:
             return  # repeated frames of the faulted session: stay off (PM-08, PM-42, A7)
         self._ncs_in_session = True
@@ -444,8 +590,12 @@ class PowerModule:
         self.session = msg
         self.enabled = False
         self.session_energy_wh = 0.0
+        self.session_energy_exported_wh = 0.0
         self._insulation_tested = False
         self._session_test_voltage = 0.0
+        self._discharge_blocked = False
+        self._dynamic_target = None
+        self._ev_min_voltage = 0.0
         self._clear_targets()
         self._set_phase(
             Phase.WAKING,
@@ -475,8 +625,9 @@ class PowerModule:
             if self.in_session:
                 self._end_session()  # PM-48
             return
-        if self.phase is Phase.DISCHARGE and state not in DISCHARGE_ALLOWED:
-            self._set_phase(Phase.STANDBY, f"controller state {state.label}: discharge stopped")
+        if self.phase is Phase.DISCHARGE and state not in self._discharge_states:
+            after = Phase.STANDBY if self.in_session else Phase.IDLE
+            self._set_phase(after, f"controller state {state.label}: discharge stopped")
         if state in STANDBY_ON_ENTRY or not state.known:  # A18, PM-45
             if state == ControllerState.PRECHARGE:
                 stop = {Phase.INSULATION_TEST, Phase.DISCHARGE}
@@ -498,51 +649,81 @@ class PowerModule:
             )
         )
 
-    def _on_insulation_test(self, msg: InsulationTest) -> None:
-        if msg.test_voltage > 0:
-            self._test_voltage = msg.test_voltage
-            self._session_test_voltage = max(self._session_test_voltage, msg.test_voltage)
-            self._set_phase(Phase.INSULATION_TEST, f"Test_Voltage {msg.test_voltage:g} V")
-        elif self.phase is Phase.INSULATION_TEST:
-            self._insulation_tested = True
-            self._set_phase(Phase.DISCHARGE, "end of insulation test: ramp down")
-
-    def _on_precharge(self, msg: Precharge) -> None:
-        if msg.maximum_current > 0:
+    def _on_request(self, req: PowerRequest, now: float) -> None:
+        f = req.function
+        if f == PowerFunction.INSULATION_TEST and req.voltage > 0:
+            self._test_voltage = req.voltage
+            self._session_test_voltage = max(self._session_test_voltage, req.voltage)
+            self._set_phase(Phase.INSULATION_TEST, f"Test_Voltage {req.voltage:g} V")
+        elif f == PowerFunction.PRECHARGE and req.current_max > 0:
             self._mark_tested()
-            self._precharge = (msg.target_voltage, msg.maximum_current)
-            self._set_phase(Phase.PRECHARGE, f"precharge to {msg.target_voltage:g} V")
-        elif self.phase is Phase.PRECHARGE:
-            self._set_phase(Phase.STANDBY, "precharge finished")  # PM-32: no discharge
+            self._precharge = (req.voltage, req.current_max)
+            self._set_phase(Phase.PRECHARGE, f"precharge to {req.voltage:g} V")
+        elif f == PowerFunction.POWER_TRANSFER:
+            self._mark_tested()
+            self._transfer = req
+            self._request_time = now
+            self._set_phase(Phase.CHARGING, "power transfer request")
+        elif f in (PowerFunction.OFF, PowerFunction.STANDBY) or f.known:
+            self._on_standby(req, now)  # also a test at 0 V or a precharge at 0 A
+        else:
+            self._latch(
+                f"protocol fault: DC_Power_Control Power_Function {int(f)} is undefined (B1)",
+                FaultKind.PROTOCOL,
+            )
 
-    def _on_charging_loop(self, msg: ChargingLoop, now: float) -> None:
-        if msg.target_voltage <= 0:  # (0, 0) standby; (0, I) treated as standby (A8)
-            if msg.target_current != 0:
-                log.warning("Charging_Loop 0 V with %g A: treated as standby", msg.target_current)
-            if self.phase is Phase.INSULATION_TEST:
-                self._insulation_tested = True
-                self._set_phase(Phase.DISCHARGE, "standby after insulation test: ramp down")
-            elif self.phase in (Phase.PRECHARGE, Phase.CHARGING):
-                self._set_phase(Phase.STANDBY, "Charging_Loop standby")  # PM-24
+    def _on_standby(self, req: PowerRequest, now: float) -> None:
+        """No power conversion; lower the output where the version allows it (A13, v3 5.3)."""
+        why = req.source or req.function.label
+        if self.phase is Phase.INSULATION_TEST:
+            self._insulation_tested = True
+            if req.lowering:
+                self._start_discharge(now, f"{why} after the insulation test: ramp down")
+            else:
+                self._set_phase(Phase.STANDBY, f"{why}: end of insulation test")
+        elif self.phase in (Phase.PRECHARGE, Phase.CHARGING):
+            self._set_phase(Phase.STANDBY, why)  # PM-24, PM-32: no discharge
+        elif (
+            req.lowering
+            and self.phase in (Phase.STANDBY, Phase.IDLE)
+            and self.version is ProtocolVersion.V3
+            and self.state in self._discharge_states
+            and (self._insulation_tested or self.state in LOWERING_AT_CLOSE)
+            and self.last_measurement is not None
+            and self.last_measurement.voltage > self.config.discharge_voltage
+        ):
+            self._start_discharge(now, f"{why}: Lower_Output_Voltage")
+
+    def _start_discharge(self, now: float, why: str) -> None:
+        if self._discharge_blocked:
+            self._set_phase(Phase.STANDBY, f"{why}: refused, a battery held the voltage up")
             return
-        self._mark_tested()
-        self._target = (msg.target_voltage, max(0.0, msg.target_current))  # PM-37
-        self._request_time = now
-        self._set_phase(Phase.CHARGING, "Charging_Loop request")
+        self._discharge_since = now
+        self._set_phase(Phase.DISCHARGE, why)
 
     def _mark_tested(self) -> None:
         if self.phase in (Phase.INSULATION_TEST, Phase.DISCHARGE):
             self._insulation_tested = True
 
-    def _supervise_discharge(self, voltage: float) -> None:
+    def _supervise_discharge(self, voltage: float, now: float) -> None:
         cfg = self.config
+        since = now if self._discharge_since is None else self._discharge_since
+        after = Phase.STANDBY if self.in_session else Phase.IDLE
         if voltage <= cfg.discharge_voltage:
-            self._set_phase(Phase.STANDBY, f"output discharged to {voltage:.1f} V")
+            self._set_phase(after, f"output discharged to {voltage:.1f} V")
         elif voltage > self._discharge_floor + cfg.discharge_rise_limit:
+            self._discharge_blocked = True
             self._set_phase(
-                Phase.STANDBY,
+                after,
                 f"output voltage rising during the discharge ({self._discharge_floor:.1f} -> "
                 f"{voltage:.1f} V): a battery is connected, discharge stopped",
+            )
+        elif now - since > cfg.discharge_timeout:
+            self._discharge_blocked = True
+            self._set_phase(
+                after,
+                f"output still at {voltage:.1f} V after {now - since:.1f} s of discharge "
+                f"(discharge_timeout): a battery may be connected, discharge stopped",
             )
         else:
             self._discharge_floor = min(self._discharge_floor, voltage)
@@ -574,7 +755,7 @@ class PowerModule:
         phase = self.phase
         state = self.state
         if phase is Phase.DISCHARGE:
-            if state not in DISCHARGE_ALLOWED:
+            if state not in self._discharge_states:
                 return OFF
             return Setpoint(Mode.DISCHARGE, cfg.discharge_voltage, 0.0)
         if phase not in POWER_PHASES or state not in SOURCING:  # PM-43
@@ -586,18 +767,57 @@ class PowerModule:
         elif phase is Phase.PRECHARGE:
             v, i = self._precharge
         else:
-            v, i = self._target
+            return self._transfer_setpoint(caps, dt)
         v = min(v, v_max)
         if v <= 0 or v < caps.min_voltage:
             return OFF
         i_max = min(caps.current_limit_at(v), op_i, op_p / v)
-        i = max(0.0, min(i, i_max))
-        if phase is Phase.CHARGING:  # PM-35: ramp up, cut at once
-            rate = cfg.current_ramp_rate
-            if rate > 0 and i > self._ramped_current:
-                i = min(i, self._ramped_current + rate * dt)
-            self._ramped_current = i
-        return Setpoint(Mode.REGULATE, v, i)
+        return Setpoint(Mode.REGULATE, v, max(0.0, min(i, i_max)))
+
+    def _transfer_setpoint(self, caps: Capabilities, dt: float) -> Setpoint:
+        """Power transfer: the signed request, limited, ramped through 0 A (PM-35, B4)."""
+        req = self._transfer
+        if req is None:
+            return OFF
+        op_v, op_i, op_p = self._limits
+        v = min(req.voltage, caps.max_voltage, op_v)
+        floor = max(self._ev_min_voltage, caps.min_voltage)
+        can_discharge = caps.discharge_limit_at(floor) > 0 and self._discharge_limit > 0
+        i = self._operating_current(req, can_discharge)
+        if i >= 0:
+            if v <= 0 or v < caps.min_voltage:
+                return OFF
+            i = min(i, caps.current_limit_at(v), op_i, op_p / v)
+        else:  # from the vehicle, never below its minimum voltage (v3)
+            v = floor
+            i = -min(-i, caps.discharge_limit_at(v), self._discharge_limit, op_p / max(v, 1.0))
+        ramped, rate = self._ramped_current, self.config.current_ramp_rate
+        if ramped * i < 0:
+            i = 0.0  # direction change: through 0 A first (B4)
+        elif rate > 0 and abs(i) > abs(ramped):
+            step = rate * dt
+            i = min(i, ramped + step) if i > 0 else max(i, ramped - step)
+        self._ramped_current = i
+        if i < 0:
+            return Setpoint(Mode.REGULATE, v, i)
+        return Setpoint(Mode.REGULATE, v, i) if v > 0 else OFF
+
+    def _operating_current(self, req: PowerRequest, can_discharge: bool) -> float:
+        """Return the requested current [A, signed]: the target or a point in the range (B3).
+
+        The local policy's discharge needs a stage and a session that allow one; otherwise the
+        range maximum (a unidirectional charger in a V2G session charges).
+        """
+        if not req.range_mode:
+            return req.current_max
+        low, high = req.current_min, req.current_max
+        if low > high:
+            return 0.0  # an inverted range: nothing is acceptable, deliver nothing
+        wanted = self._dynamic_target
+        if wanted is None:
+            local = self._operating_point
+            wanted = high if local is None or (local < 0 and not can_discharge) else local
+        return min(max(wanted, low), high)
 
     def _status(self, m: Measurement | None) -> PowerModulesStatus | None:
         if m is None:

@@ -16,6 +16,7 @@ aborted at once with ``INVALID_GOAL`` / ``BUSY`` / ``NOT_AUTHORISED`` and a one-
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.node import Node
 from rclpy.task import Future
+from std_msgs.msg import Float64
 from std_srvs.srv import SetBool, Trigger
 
 from evse_can_ros import msg as ros
@@ -50,10 +52,11 @@ from evse_can_ros.ros.common import Guard, NodeConfigError
 from evse_can_ros.ros.interfaces import (
     SAFE_TO_UNPLUG_PERIOD,
     SERVER,
+    message_of,
     publications,
     subscriptions,
 )
-from evse_can_ros.ros.params import declare_config
+from evse_can_ros.ros.params import declare_config, declare_interface
 
 GOAL_FIELDS = (
     "target_soc",
@@ -63,6 +66,8 @@ GOAL_FIELDS = (
     "max_voltage",
     "max_current",
     "max_power",
+    "max_discharge_current",
+    "min_soc",
     "authorise_start",
     "accept_ccs_authorisation",
     "press_chademo_start",
@@ -77,11 +82,13 @@ class ChargeServerNode(Node):
         super().__init__(node_name, **kwargs)
         try:
             config = declare_config(self, SessionConfig)
+            self.version = declare_interface(self)
             self.pistol_index = int(self.declare_parameter("pistol_index", 1).value)
         except ConfigError as exc:
             raise NodeConfigError(str(exc)) from None
         self._lock = threading.Lock()
-        self.server = ChargeServer(config, self.pistol_index)
+        self.server = ChargeServer(config, self.pistol_index, self.version)
+        self._operating_point: float | None = math.inf  # inf: never published
         self._done: Future | None = None
         self._handle: ServerGoalHandle | None = None
         self._unplug_sent = -math.inf
@@ -92,6 +99,7 @@ class ChargeServerNode(Node):
         }
         self.pub_availability = pubs["charger_availability"]
         self.pub_unplug = pubs["safe_to_unplug"]
+        self.pub_operating_point = pubs["operating_point"]
         handlers = {
             "controller_state": self._on_state,
             "sequence_control": self._on_flags,
@@ -99,9 +107,11 @@ class ChargeServerNode(Node):
             "converter_status": self._on_converter,
         }
         for topic in subscriptions(SERVER):
-            if topic.messages:
-                cls = topic.messages[0]
+            cls = message_of(topic, self.version)
+            if cls is not None:
                 callback = lambda m, cls=cls: self._on_message(m, cls)  # noqa: E731
+            elif topic.messages:
+                continue  # a message of the other interface version
             else:
                 callback = handlers[topic.name]
             self.create_subscription(
@@ -124,6 +134,8 @@ class ChargeServerNode(Node):
         )
         self.create_timer(STEP_PERIOD, self.guard.wrap("step", self._step))
         self._publish_depot(self.server.depot(), force=True)
+        self._servers_seen = 1
+        self.create_timer(2.0, self._check_single_server)
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -197,6 +209,19 @@ class ChargeServerNode(Node):
 
     # --- periodic -----------------------------------------------------------------------------
 
+    def _check_single_server(self) -> None:
+        """Report a second Charge action server on this name: both would run every goal."""
+        action = f"{self.get_namespace().rstrip('/')}/charge"
+        servers = self.count_publishers(f"{action}/_action/status")
+        if servers > 1 and servers != self._servers_seen:
+            domain = os.environ.get("ROS_DOMAIN_ID", "0")
+            self.get_logger().error(
+                f"{servers} action servers serve {action} in DDS domain {domain}: each would "
+                "start a charge for every goal (clients warn of an unexpected goal response); "
+                "give every charger its own namespace or domain"
+            )
+        self._servers_seen = servers
+
     def _step(self) -> None:
         now = time.monotonic()
         with self._lock:
@@ -209,6 +234,10 @@ class ChargeServerNode(Node):
         if out.result is not None and done is not None and not done.done():
             done.set_result(out.result)
         self._publish_depot(out.depot, force=out.depot_changed)
+        if out.operating_point != self._operating_point:
+            self._operating_point = out.operating_point
+            point = math.nan if out.operating_point is None else out.operating_point
+            self.pub_operating_point.publish(Float64(data=point))
 
     def _call(self, command: Command) -> None:
         client = self.clients_of[type(command)]
@@ -228,6 +257,7 @@ class ChargeServerNode(Node):
                 self.server.command_result(time.monotonic(), command, ok, text)
 
         future.add_done_callback(done)
+        return True
 
     def _publish_depot(self, depot: DepotState, force: bool = False) -> None:
         stamp = self.get_clock().now().to_msg()
@@ -264,6 +294,7 @@ def _request(command: Command) -> Any:
             maximum_current=command.maximum_current,
             charge_parameters_done=command.charge_parameters_done,
             maximum_power=command.maximum_power,
+            maximum_discharge_current=command.maximum_discharge_current,
         )
     return Trigger.Request()
 
@@ -274,6 +305,7 @@ def _result_msg(result: Result) -> Charge.Result:
         error_msg=result.error_msg,
         outcome=int(result.outcome),
         energy_delivered=result.energy_delivered,
+        energy_exported=result.energy_exported,
         duration=result.duration,
         initial_soc=result.initial_soc,
         final_soc=result.final_soc,
@@ -293,6 +325,7 @@ def _feedback_msg(f: Feedback) -> Charge.Feedback:
         present_current=f.present_current,
         present_power=f.present_power,
         energy_delivered=f.energy_delivered,
+        energy_exported=f.energy_exported,
         soc=f.soc,
         ev_maximum_voltage=f.ev_maximum_voltage,
         ev_maximum_current=f.ev_maximum_current,

@@ -43,7 +43,7 @@ from evse_can_ros.core.battery import VehicleInlet
 from evse_can_ros.nodeset import ChargerOptions, NodeSpec, node_set, pistol_namespace
 from evse_can_ros.ros.common import forward_core_logs, stop_core_log_forwarding
 from evse_can_ros.ros.converter_driver_node import ConverterDriverNode
-from evse_can_ros.ros.dds import describe_dds, new_context
+from evse_can_ros.ros.dds import dds_summary, new_context
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +157,11 @@ class Charger:
 
     def destroy(self) -> None:
         """Every converter output off first, then every node destroyed (errors never skip any)."""
-        for node in self.drivers():
+        for driver in self.drivers():
             try:
-                node.output_off("shutdown")
+                driver.output_off("shutdown")
             except Exception:
-                log.exception("output off failed for %s", node.get_name())
+                log.exception("output off failed for %s", driver.get_name())
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
@@ -199,7 +199,7 @@ def run_charger(options: ChargerOptions) -> int:
         )
         names = ", ".join(f"{n.get_namespace()}/{n.get_name()}" for n in charger.nodes)
         print(f"charger running ({len(charger.nodes)} nodes: {names}); Ctrl-C to stop", flush=True)
-        print(describe_dds(), flush=True)
+        print(dds_summary(), flush=True)
         gc.collect()
         gc.freeze()  # start-up objects never scanned again: short collections under load
         charger._spin()

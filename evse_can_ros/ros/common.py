@@ -72,9 +72,13 @@ class Guard:
                 self._on_error(where, exc)
             except Exception:
                 log.exception("safe-state reaction failed after an error in %s", where)
-            self._node.get_logger().error(
-                f"internal error in {self.last_error} (safe state entered, {self.errors} so far)"
-            )
+            if self._node.context.ok():
+                self._node.get_logger().error(
+                    f"internal error in {self.last_error} (safe state entered, "
+                    f"{self.errors} so far)"
+                )
+            else:  # e.g. Ctrl-C shut the context down under a receive thread: going away
+                log.debug("error while shutting down in %s", self.last_error)
             return None
 
     def wrap(self, where: str, fn: Callable[..., Any]) -> Callable[..., Any]:

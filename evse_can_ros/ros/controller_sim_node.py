@@ -9,7 +9,8 @@ Runs :class:`evse_can_ros.core.controller_sim.ControllerSimulator` every 10 ms o
 Parameters: ``pistol_index`` and the controller options of
 :class:`~evse_can_ros.core.controller_sim.ControllerSimConfig`; ``can_*`` (interface default
 ``virtual``); ``vehicle.*`` (:class:`~evse_can_ros.core.vehicle.VehicleParams`); ``scenario.*``
-(:class:`~evse_can_ros.core.controller_sim.Scenario`); ``database_path``.
+(:class:`~evse_can_ros.core.controller_sim.Scenario`); ``protocol_version`` (2 or 3: the
+interface the emulated controller speaks); ``database_path``.
 
 Topics: ``simulator/state`` (``evse_can_ros/ControllerState``, latched: on change and every 1 s),
 ``simulator/status`` (``std_msgs/String``, latched JSON: vehicle phase, SoC, energy, session
@@ -30,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import String
@@ -38,19 +38,18 @@ from std_srvs.srv import Trigger
 
 from evse_can_ros import msg as ros
 from evse_can_ros.config import ConfigError, param
-from evse_can_ros.core.battery import VehicleInlet
+from evse_can_ros.core.battery import Battery, VehicleInlet
 from evse_can_ros.core.controller_sim import ControllerSimConfig, ControllerSimulator, Scenario
 from evse_can_ros.core.vehicle import Vehicle, VehicleParams
 from evse_can_ros.protocol import (
     CanFrame,
     ControllerState,
     ProtocolError,
-    load_codec,
     pistol_filter,
 )
 from evse_can_ros.ros.common import NodeConfigError, start_link
 from evse_can_ros.ros.interfaces import LATCHED
-from evse_can_ros.ros.params import declare_config
+from evse_can_ros.ros.params import declare_codec, declare_config
 from evse_can_ros.transport import CanLink, LinkConfig
 
 STEP_PERIOD = 0.01
@@ -83,19 +82,13 @@ class ControllerSimulatorNode(Node):
             self.link_config = declare_config(self, SimLinkConfig, prefix="can_")
             vehicle_params = declare_config(self, VehicleParams, prefix="vehicle.")
             self.scenario = declare_config(self, Scenario, prefix="scenario.")
-            db_path = self.declare_parameter(
-                "database_path",
-                "",
-                ParameterDescriptor(
-                    description="CAN database (.dbc/.kcd); empty = the packaged v2.7 database",
-                    read_only=True,
-                ),
-            ).value
-            codec = load_codec(db_path or None)
+            codec = declare_codec(self)
+            if inlet is not None:  # one process: this node's vehicle parameters make the battery
+                inlet.battery = Battery(vehicle_params.battery_params())
+            self.vehicle = Vehicle(vehicle_params, inlet)
+            self.sim = ControllerSimulator(codec, self.config, self.vehicle, self.scenario)
         except (ConfigError, ProtocolError) as exc:
             raise NodeConfigError(str(exc)) from None
-        self.vehicle = Vehicle(vehicle_params, inlet)
-        self.sim = ControllerSimulator(codec, self.config, self.vehicle, self.scenario)
         self._lock = threading.Lock()
         self._rx: deque[CanFrame] = deque(maxlen=10_000)
         self._stop = threading.Event()
@@ -123,7 +116,8 @@ class ControllerSimulatorNode(Node):
         self._thread.start()
         p = vehicle_params
         self.get_logger().info(
-            f"simulating the controller of pistol {self.config.pistol_index} on "
+            f"simulating the controller (interface v{int(self.sim.protocol_version)}) of pistol "
+            f"{self.config.pistol_index} on "
             f"{self.link.describe()}: {p.protocol} vehicle, {p.capacity_kwh:g} kWh, "
             f"SoC {self.vehicle.soc:.0f} % -> {p.target_soc:g} %, "
             f"sequence flags {'on' if self.config.use_sequence_flags else 'off'}"
@@ -184,6 +178,9 @@ class ControllerSimulatorNode(Node):
                 "contactors_closed": v.contactors_closed,
                 "soc": round(v.soc, 2),
                 "energy_wh": round(sim.energy_wh, 1),
+                "energy_charged_wh": round(v.session_charged_wh, 1),
+                "energy_discharged_wh": round(v.session_discharged_wh, 1),
+                "protocol_version": int(sim.protocol_version),
                 "present_voltage": voltage,
                 "present_current": current,
                 "rx_errors": sim.rx_errors,
@@ -310,26 +307,17 @@ def run_simulator(argv: list[str] | None = None) -> int:
     if "--ros-args" in argv:
         i = argv.index("--ros-args")
         argv, ros_args = argv[:i], argv[i:]
-    parser = argparse.ArgumentParser(
-        prog="evse-can-ros simulate",
-        description="Emulate the Advantics charge controller and a vehicle on a CAN bus.",
-    )
-    parser.add_argument("--interface", help="python-can interface (default: virtual)")
-    parser.add_argument("--channel", help="python-can channel (e.g. vcan0)")
-    parser.add_argument("--bitrate", type=int, help="bit/s; 0 = leave the interface setting")
-    parser.add_argument("--pistol", type=int, help="pistol index 1..31")
-    parser.add_argument("--protocol", help="vehicle protocol, e.g. CCS_ISO_15118_2013_V2")
-    parser.add_argument("--soc", type=float, help="initial SoC [%%]")
-    parser.add_argument("--target-soc", type=float, help="SoC at which the vehicle stops [%%]")
-    parser.add_argument("--time-scale", type=float, help="vehicle.soc_time_scale")
-    parser.add_argument("--sessions", action="store_true", help="re-plug after each session")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="NAME=VALUE", help="any node parameter"
-    )
-    opts = parser.parse_args(argv)
+    opts = _simulate_parser().parse_args(argv)
     values: dict[str, Any] = {}
+    version = opts.protocol_version
+    if version not in (None, "2", "3"):
+        print(
+            f"{NODE_NAME}: error: --protocol-version must be 2 or 3, got {version!r}",
+            file=sys.stderr,
+        )
+        return 2
     for name, option in (
+        ("protocol_version", None if version is None else int(version)),
         ("can_interface", opts.interface),
         ("can_channel", opts.channel),
         ("can_bitrate", opts.bitrate),
@@ -351,6 +339,28 @@ def run_simulator(argv: list[str] | None = None) -> int:
         values[name.strip()] = _scalar(text.strip())
     overrides = [Parameter(k, value=v) for k, v in values.items()]
     return _run([sys.argv[0], *ros_args], overrides, opts.duration)
+
+
+def _simulate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evse-can-ros simulate",
+        description="Emulate the Advantics charge controller and a vehicle on a CAN bus.",
+    )
+    parser.add_argument("--interface", help="python-can interface (default: virtual)")
+    parser.add_argument("--channel", help="python-can channel (e.g. vcan0)")
+    parser.add_argument("--bitrate", type=int, help="bit/s; 0 = leave the interface setting")
+    parser.add_argument("--pistol", type=int, help="pistol index 1..31")
+    parser.add_argument("--protocol-version", help="interface version: 2 (default) or 3")
+    parser.add_argument("--protocol", help="vehicle protocol, e.g. CCS_ISO_15118_2013_V2")
+    parser.add_argument("--soc", type=float, help="initial SoC [%%]")
+    parser.add_argument("--target-soc", type=float, help="SoC at which the vehicle stops [%%]")
+    parser.add_argument("--time-scale", type=float, help="vehicle.soc_time_scale")
+    parser.add_argument("--sessions", action="store_true", help="re-plug after each session")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="any node parameter"
+    )
+    return parser
 
 
 def _scalar(text: str) -> Any:

@@ -5,7 +5,9 @@ exit code 2, no traceback. Shutdown by a signal (rclpy handles SIGINT and SIGTER
 exit (code 0); destroying the node turns its outputs off (the converter driver's power stage, the
 bridge's bus), also when something else fails on the way out. The node says at start-up which
 DDS domain and discovery range it uses; the pure cores' logging goes to the node's logger
-(console, ``~/.ros/log``, ``/rosout``).
+(console, ``~/.ros/log``, ``/rosout``). Further Ctrl-Cs during
+that clean-up are ignored: a terminal's Ctrl-C reaches ``ros2 launch`` and every node, and launch
+then forwards another SIGINT to each node.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +27,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from evse_can_ros.ros.common import NodeConfigError, forward_core_logs, stop_core_log_forwarding
-from evse_can_ros.ros.dds import apply_local_dds_defaults, describe_dds
+from evse_can_ros.ros.dds import apply_local_dds_defaults, dds_summary
 
 
 def run_node(
@@ -39,10 +43,11 @@ def run_node(
     apply_local_dds_defaults()
     rclpy.init(args=args)
     node = None
+    executor = None
     try:
         node = factory(**kwargs)
         forward_core_logs(node.get_logger(), _python_level())
-        node.get_logger().info(describe_dds())
+        node.get_logger().info(dds_summary())
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         gc.collect()
@@ -61,6 +66,11 @@ def run_node(
         if rclpy.ok():  # a real failure, not the executor noticing a signal shutdown
             raise
     finally:
+        _ignore_sigint()
+        if executor is not None:
+            # releases the entities of an interrupted wait: destroying a client or timer that
+            # the executor still holds blocks forever (seen after Ctrl-C)
+            executor.shutdown(timeout_sec=0)
         if node is not None:
             try:
                 node.destroy_node()
@@ -68,8 +78,15 @@ def run_node(
                 print(f"{name}: error while shutting down: {exc}", file=sys.stderr)
         stop_core_log_forwarding()
         rclpy.try_shutdown()
+        _ignore_sigint()  # try_shutdown() reinstates the interpreter's handler
     return 0
 
 
 def _python_level() -> int:
     return logging.DEBUG if os.environ.get("EVSE_CAN_ROS_DEBUG") else logging.INFO
+
+
+def _ignore_sigint() -> None:
+    """Let a second Ctrl-C not interrupt the clean-up that turns the outputs off."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -128,11 +128,12 @@ class SessionRecorder(Node):
         bridge_node: str = "can_bridge",
         pistol_index: int | None = None,
         version: int = 8,
+        protocol_version: int = 2,
         **kwargs: Any,
     ) -> None:
         super().__init__("evse_can_ros_recorder", **kwargs)
         self.ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-        codec = load_codec()
+        codec = load_codec(protocol_version=protocol_version)
         self.bag = BagWriter(output, storage, version)
         self.bag.set_metadata(
             protocol=PROTOCOL,
@@ -217,11 +218,12 @@ def decode_to_bag(
     """
     pistol = pistol or session.main_pistol()
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-    codec = load_codec()
+    codec = session.codec()
     core = BridgeCore(codec, BridgeConfig(pistol_index=pistol))
     bag = BagWriter(output, storage)
     bag.set_metadata(
         protocol=PROTOCOL,
+        database=codec.database_path.name,
         database_sha256=codec.database_sha256,
         pistol_index=str(pistol),
         source=str(session.path),

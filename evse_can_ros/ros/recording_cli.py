@@ -12,12 +12,20 @@ from evse_can_ros.ros.recording import SessionRecorder
 
 
 def run_record(
-    output: str, namespace: str, storage: str, duration: float, bridge_node: str
+    output: str,
+    namespace: str,
+    storage: str,
+    duration: float,
+    bridge_node: str,
+    *,
+    protocol_version: int = 2,
 ) -> int:
     """Record until Ctrl-C (or ``duration`` seconds); print what was written."""
     apply_local_dds_defaults()
     rclpy.init()
-    recorder = SessionRecorder(output, namespace, storage, bridge_node=bridge_node)
+    recorder = SessionRecorder(
+        output, namespace, storage, bridge_node=bridge_node, protocol_version=protocol_version
+    )
     executor = SingleThreadedExecutor()
     executor.add_node(recorder)
     print(f"recording {namespace or '/'} to {output} ({storage}); Ctrl-C to stop")

@@ -19,13 +19,16 @@ from evse_can_ros.protocol import (
     ChargingLoop,
     Codec,
     ControllerState,
+    DcPowerControl,
     EmergencyStop,
+    EvInformationBattery,
     NewChargeSession,
+    NewChargeSessionV3,
     Permission,
+    PowerFunction,
     PowerModulesStatus,
     ProtocolError,
     SessionEnd,
-    load_codec,
 )
 from evse_can_ros.transport.sessionlog import Session
 
@@ -60,6 +63,7 @@ class Series:
     t_request: list[float] = field(default_factory=list)
     target_voltage: list[float] = field(default_factory=list)
     target_current: list[float] = field(default_factory=list)
+    target_current_min: list[float] = field(default_factory=list)  # v3 Range_Mode lower end
     t_soc: list[float] = field(default_factory=list)
     soc: list[float] = field(default_factory=list)
     states: list[tuple[float, float, ControllerState]] = field(default_factory=list)
@@ -70,12 +74,20 @@ class Series:
 
     @property
     def energy_kwh(self) -> float:
-        """Energy delivered, trapezoidal integral of V*I [kWh]."""
+        """Energy delivered to the vehicle, trapezoidal integral of V*I > 0 [kWh]."""
+        return self._energy(1.0)
+
+    @property
+    def energy_exported_kwh(self) -> float:
+        """Energy taken from the vehicle (v3 V2G), <= 0 [kWh]."""
+        return -self._energy(-1.0)
+
+    def _energy(self, sign: float) -> float:
         e = 0.0
         for i in range(1, len(self.t_status)):
             dt = self.t_status[i] - self.t_status[i - 1]
             p = (self.voltage[i] * self.current[i] + self.voltage[i - 1] * self.current[i - 1]) / 2
-            e += max(p, 0.0) * dt
+            e += max(sign * p, 0.0) * dt
         return e / 3.6e6
 
     @property
@@ -92,7 +104,7 @@ def decode_series(
 
     Long: one pass over the frames, one branch per message the plot shows.
     """
-    codec = codec or load_codec()
+    codec = codec or session.codec()
     frames = [
         tf for tf in session.frames if tf.frame.is_extended_id and not tf.frame.is_error_frame
     ]
@@ -123,6 +135,7 @@ def decode_series(
                 last_enable == Permission.ALLOWED
                 and msg.system_enable != Permission.ALLOWED
                 and state not in (None, ControllerState.WAITING_FOR_PEV)
+                and not s.session_end  # the session is over: the power side stands down
             ):
                 s.faults.append((t, "System_Enable 0"))
             last_enable = msg.system_enable
@@ -130,11 +143,25 @@ def decode_series(
             s.t_request.append(t)
             s.target_voltage.append(msg.target_voltage)
             s.target_current.append(max(msg.target_current, 0.0))
+            s.target_current_min.append(max(msg.target_current, 0.0))
             if not msg.is_standby:
                 s.t_soc.append(t)
                 s.soc.append(float(msg.state_of_charge))
+        elif isinstance(msg, DcPowerControl):  # v3: signed, the range's upper end
+            if msg.power_function == PowerFunction.POWER_TRANSFER:
+                s.t_request.append(t)
+                s.target_voltage.append(msg.target_voltage)
+                s.target_current.append(msg.current_range_max)
+                s.target_current_min.append(msg.current_range_min)
+        elif isinstance(msg, EvInformationBattery) and msg.present_state_of_charge:
+            s.t_soc.append(t)
+            s.soc.append(float(msg.present_state_of_charge))
+        elif isinstance(msg, NewChargeSessionV3):
+            s.protocol = msg.communication_protocol.label
+            s.session_end = ""
         elif isinstance(msg, NewChargeSession):
             s.protocol = msg.communication_protocol.label
+            s.session_end = ""
             if not s.soc:
                 s.t_soc.append(t)
                 s.soc.append(float(msg.state_of_charge))
@@ -195,6 +222,11 @@ def plot_session(
                 label=f"requested {name}",
             )  # fmt: skip
         ax.set_ylabel(f"{name} [{unit}]")
+    if s.t_request and s.target_current_min != s.target_current:  # a v3 range: the band
+        ax_i.fill_between(
+            s.t_request, s.target_current_min, s.target_current, step="post", color="#ff7f0e",
+            alpha=0.12, lw=0, label="requested range",
+        )  # fmt: skip
     ax_p = ax_i.twinx()
     ax_p.plot(
         s.t_status,
@@ -241,6 +273,8 @@ def plot_session(
         )
     heading = title or f"{Path(session.path).name}: pistol {s.pistol}"
     details = [s.protocol or "protocol unknown", f"{s.energy_kwh:.2f} kWh", f"{s.duration:.0f} s"]
+    if s.energy_exported_kwh:
+        details.insert(2, f"{s.energy_exported_kwh:.2f} kWh exported")
     if s.session_end:
         details.append(s.session_end)
     fig.suptitle(f"{heading}\n{', '.join(details)}", fontsize=11)

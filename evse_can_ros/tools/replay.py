@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import can
 
-from evse_can_ros.protocol import Codec, load_codec
+from evse_can_ros.protocol import Codec
 from evse_can_ros.transport.sessionlog import Session, TimedFrame
 
 
@@ -35,7 +35,7 @@ def select_frames(
     codec: Codec | None = None,
 ) -> list[TimedFrame]:
     """Frames to replay: controller-sent (or all), of one pistol (or all), data frames only."""
-    codec = codec or load_codec()
+    codec = codec or session.codec()
     if direction not in ("controller", "all"):
         raise ValueError(f"direction must be 'controller' or 'all', got {direction!r}")
     out = []

@@ -24,7 +24,13 @@ from typing import Any, TypeVar
 
 import can
 
-from evse_can_ros.protocol import CanFrame
+from evse_can_ros.protocol import CanFrame, Codec, load_codec
+from evse_can_ros.protocol.ids import (
+    BASE_ID_MASK,
+    MODULE_TYPE_GENERIC,
+    interface_version_field,
+    module_type,
+)
 from evse_can_ros.text import one_line
 
 log = logging.getLogger(__name__)
@@ -72,6 +78,23 @@ class Session:
                 idx = tf.frame.arbitration_id >> 24
                 counts[idx] = counts.get(idx, 0) + 1
         return max(counts, key=lambda k: counts[k]) if counts else 1
+
+    def protocol_version(self) -> int:
+        """Return the interface version of the recording (2 without any generic frame).
+
+        3 if its generic-interface frames carry the v3 identifier field (bits 14..12).
+        """
+        for tf in self.frames:
+            f = tf.frame
+            if f.is_extended_id and not f.is_error_frame:
+                base = f.arbitration_id & BASE_ID_MASK
+                if module_type(base) == MODULE_TYPE_GENERIC:
+                    return 3 if interface_version_field(base) == 3 else 2
+        return 2
+
+    def codec(self) -> Codec:
+        """Return the packaged codec of :meth:`protocol_version` (to decode the frames)."""
+        return load_codec(protocol_version=self.protocol_version())
 
 
 def is_bag(path: Path) -> bool:

@@ -18,6 +18,16 @@ repeated standby during the ramp-down; ``Charge_Status_Change`` once at start an
 optionally ``EV_ID_CCS_Part2_DIN`` (1 s, CCS DIN / ISO 15118-2) and ``CCS_Extra_Information``
 (100 ms, CCS vehicles).
 
+Interface v2 or v3: the codec's ``protocol_version`` selects it (a codec from
+``load_codec(protocol_version=3)`` makes a v3 controller). The states and transitions are
+shared; what each step of the sequence sends is the version's dialect (:mod:`.dialect`,
+:mod:`.dialect_v3`). In v3 (v3 digest 5-6) ``DC_Power_Control`` replaces Insulation_Test,
+Precharge and Charging_Loop (every 100 ms in the powered phases), ``New_Charge_Session`` is
+protocol and plug only, the vehicle data go in ``EV_Information_*`` (on change), ``OCPP_Control``
+carries a CSMS setpoint (scenario ``csms_setpoint``), and the power side is read from
+``Power_Modules_Status`` (signed current), ``DC_Power_Parameters`` and ``Sequence_Control``. A
+bidirectional vehicle (``VehicleParams.bpt_mode``) needs v3.
+
 The controller's own checks of the power side (spec 6.1, 9.12): ``Power_Modules_Status``
 reception timeout between the first ``New_Charge_Session`` and ``Charge_Session_Finished`` ->
 emergency stop (origin EVSE); ``System_Enable`` 1 -> 0 in Charging -> emergency stop (EVSE);

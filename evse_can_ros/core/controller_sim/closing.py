@@ -7,12 +7,12 @@ import logging
 from evse_can_ros.core.controller_sim.config import (
     S,
 )
+from evse_can_ros.core.controller_sim.dialect import Step
 from evse_can_ros.core.controller_sim.state import SimState
 from evse_can_ros.core.vehicle import VehiclePhase
 from evse_can_ros.protocol import (
     ChargeStatus,
     ChargeStatusChange,
-    ChargingLoop,
     SessionEnd,
 )
 
@@ -33,7 +33,7 @@ class Closing(SimState):
     def _ending_charge(self, now: float) -> None:
         self._set_state(now, S.ENDING_CHARGE, f"stop: {self.vehicle.stop_reason}")
         self._send(now, ChargeStatusChange(ChargeStatus.CHARGE_STOPPED))  # spec 9.9
-        self._send(now, ChargingLoop(0.0, 0.0, self._soc()))
+        self._emit(now, Step.END_OF_CHARGE)
         self._charge_started = False
 
     def _contactors_opened(self, now: float) -> bool:

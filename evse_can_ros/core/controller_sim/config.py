@@ -128,6 +128,26 @@ class ControllerSimConfig:
     send_extra_information: bool = param(
         True, "send EV_ID_CCS_Part2_DIN and CCS_Extra_Information (CCS vehicles)"
     )
+    # interface v3 (the codec's protocol_version selects the interface)
+    bidirectional: bool = param(
+        True,
+        "v3: is_bidirectional of the pistol: a BPT vehicle may discharge (the real controller's "
+        "default is false)",
+    )
+    max_discharge_current: float = param(
+        500.0,
+        "v3: static discharge current limit of the controller config "
+        "(max_charger_discharge_current)",
+        unit="A",
+        min=0.0,
+        max=3000.0,
+    )
+    repeat_standby: bool = param(
+        True,
+        "v3: repeat the standby DC_Power_Control every 100 ms in Waiting_For_Charge, "
+        "Ending_Charge and Welding_Detection (KCD: sent during any powered phase); false = "
+        "single frames at the phase changes (sequence diagrams)",
+    )
 
     def __post_init__(self) -> None:
         check(self)
@@ -180,6 +200,22 @@ class Scenario:
     )
     delayed_charge: float = param(
         0.0, "extra time in Waiting_For_Charge before the first current request", unit="s", min=0
+    )
+    csms_setpoint: float = param(
+        0.0,
+        "v3, range mode: OCPP_Control.Dynamic_Target_Current the CSMS sends when Charging "
+        "starts (negative = discharge); 0 = no OCPP_Control",
+        unit="A",
+        min=-3000.0,
+        max=3000.0,
+    )
+    csms_setpoint_at_limit: float = param(
+        0.0,
+        "v3: the CSMS's setpoint once the vehicle's range excludes csms_setpoint's direction "
+        "(its SoC limit is reached); 0 = keep csms_setpoint",
+        unit="A",
+        min=-3000.0,
+        max=3000.0,
     )
 
     def __post_init__(self) -> None:

@@ -12,15 +12,14 @@ from evse_can_ros.core.controller_sim.config import (
     SLOW_PERIOD,
     S,
 )
+from evse_can_ros.core.controller_sim.dialect import Step
 from evse_can_ros.core.controller_sim.state import SimState
 from evse_can_ros.protocol import (
     AdvanticsControllerStatus,
     CcsExtraInformation,
-    ChargingLoop,
     CpState,
     EmergencyStop,
     EvIdCcsPart2Din,
-    InsulationTest,
 )
 
 log = logging.getLogger(__name__)
@@ -40,29 +39,25 @@ class Cyclic(SimState):
             and not self._enabled_seen
             and self._due("new_charge_session", now, PERIOD)
         ):
-            self._send(now, self.vehicle.session_info())
+            self._emit(now, Step.SESSION_INFO)
         if state is S.INSULATION_TEST and self._due("insulation", now, PERIOD):
             self._insulation_iteration(now)
         if state is S.PRECHARGE and self._due("precharge", now, PERIOD):
-            precharge = self.vehicle.precharge_request()
-            if precharge is not None:
-                self._send(now, precharge)
+            self._emit(now, Step.PRECHARGE)
         if state is S.CHARGING and self._due(
             "charging_loop", now, self.config.charging_loop_period
         ):
-            request = self.vehicle.charge_request()
-            if request is not None:
-                self._send(now, request)
+            self._emit(now, Step.CHARGE)
+        self.dialect.cyclic(now)
         if self.config.send_extra_information and not self.vehicle.is_chademo:
             self._extra_information(now)
 
     def _insulation_iteration(self, now: float) -> None:
-        """One Insulation_Test frame: test voltage, or 0 V + standby during the ramp-down."""
+        """One insulation-test iteration: the test voltage, or the ramp-down's standby."""
         if self._rampdown:
-            self._send(now, InsulationTest(0.0))
-            self._send(now, ChargingLoop(0.0, 0.0, self._soc()))
+            self._emit(now, Step.RAMP_DOWN)
             return
-        self._send(now, InsulationTest(self._test_voltage))
+        self._emit(now, Step.INSULATION_TEST)
         voltage = self.present()[0]
         ohm_per_volt = self._ohm_per_volt()
         good = (

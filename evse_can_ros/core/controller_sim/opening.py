@@ -7,16 +7,14 @@ import logging
 from evse_can_ros.core.controller_sim.config import (
     S,
 )
+from evse_can_ros.core.controller_sim.dialect import Step
 from evse_can_ros.core.controller_sim.state import SimState
 from evse_can_ros.core.vehicle import VehiclePhase
 from evse_can_ros.protocol import (
     ChargeStatus,
     ChargeStatusChange,
-    ChargingLoop,
     Completion,
-    InsulationTest,
     Permission,
-    Precharge,
     Validity,
 )
 
@@ -93,7 +91,7 @@ class Opening(SimState):
             or self.flags.charge_parameters_done == Completion.DONE
         ):
             self._limits_given = True
-            self.vehicle.set_charger_limits(now, *self.charger_limits)
+            self._give_limits(now)
         return self.vehicle.wants_cable_check and self._power_enabled()
 
     def _power_enabled(self) -> bool:
@@ -101,7 +99,7 @@ class Opening(SimState):
         return self._enabled_seen and s is not None and s.system_enable == Permission.ALLOWED
 
     def _start_insulation_test(self, now: float) -> None:
-        self._send(now, ChargingLoop(0.0, 0.0, self._soc()))  # spec 9.5 step 14
+        self._emit(now, Step.POWER_READY)  # spec 9.5 step 14
         cfg = self.config
         v_test = cfg.insulation_test_voltage or min(
             self.vehicle.params.permitted_test_voltage, self.charger_limits[0]
@@ -119,7 +117,7 @@ class Opening(SimState):
 
     def _after_insulation(self, now: float) -> None:
         if not self._rampdown:  # timeout (spec 9.5 step 17)
-            self._send(now, InsulationTest(0.0))
+            self._emit(now, Step.INSULATION_FAILED)
             self._abort(
                 now,
                 f"insulation test failed: not passed within {self.config.insulation_timeout:g} s",
@@ -139,15 +137,14 @@ class Opening(SimState):
 
     def _after_precharge(self, now: float) -> None:
         if self.vehicle.phase is VehiclePhase.READY:  # spec 9.6 step 23
-            self._send(now, Precharge(self._precharge_target(), 0.0))
-            self._send(now, ChargingLoop(0.0, 0.0, self._soc()))
+            self._emit(now, Step.PRECHARGE_END)
             self._waiting_for_charge(now)
         # otherwise the vehicle aborted: _supervise ends the session
 
     def _waiting_for_charge(self, now: float) -> None:
         self._set_state(now, S.WAITING_FOR_CHARGE, "vehicle requests power delivery")
         self._send(now, ChargeStatusChange(ChargeStatus.CHARGE_STARTED))  # spec 9.7
-        self._send(now, ChargingLoop(0.0, 0.0, self._soc()))
+        self._emit(now, Step.START_OF_CHARGE)
         self._charge_started = True
 
     def _current_requested(self, now: float) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from evse_can_ros.config import ConfigError
 from evse_can_ros.core.controller_sim.config import (
     _POWER_STATES,
     _SESSION_STATES,
@@ -12,6 +13,8 @@ from evse_can_ros.core.controller_sim.config import (
     S,
     Scenario,
 )
+from evse_can_ros.core.controller_sim.dialect import Dialect, Step
+from evse_can_ros.core.controller_sim.dialect_v3 import DialectV3
 from evse_can_ros.core.vehicle import Vehicle
 from evse_can_ros.protocol import (
     CanFrame,
@@ -19,14 +22,15 @@ from evse_can_ros.protocol import (
     ChargeSessionFinished,
     ChargeStatus,
     ChargeStatusChange,
-    ChargingLoop,
     Codec,
     ControllerState,
+    DcPowerParameters,
     EmergencyStop,
     EmergencyStopOrigin,
     Permission,
     PowerModulesLimits,
     PowerModulesStatus,
+    ProtocolVersion,
     SequenceControl,
     SessionEnd,
 )
@@ -45,10 +49,19 @@ class SimState:
         scenario: Scenario | None = None,
     ) -> None:
         self.codec = codec
-        self.config = config or ControllerSimConfig()
-        self.vehicle = vehicle or Vehicle()
-        self.scenario = scenario or Scenario()
+        self.config: ControllerSimConfig = config or ControllerSimConfig()
+        self.vehicle: Vehicle = vehicle or Vehicle()
+        self.scenario: Scenario = scenario or Scenario()
         self.pistol_index = self.config.pistol_index
+        self.protocol_version = codec.protocol_version
+        if self.protocol_version is ProtocolVersion.V2 and self.vehicle.params.bidirectional:
+            raise ConfigError(
+                f"vehicle.bpt_mode = {self.vehicle.params.bpt_mode!r} needs interface v3 "
+                "(protocol_version 3)"
+            )
+        self.dialect: Dialect = (
+            DialectV3(self) if self.protocol_version is ProtocolVersion.V3 else Dialect(self)
+        )
         self._state = S.INITIALISING
         self.state_since = 0.0
         self._started: float | None = None
@@ -58,7 +71,7 @@ class SimState:
         # power side as last received
         self.power_status: PowerModulesStatus | None = None
         self.power_status_time: float | None = None
-        self.limits: PowerModulesLimits | None = None
+        self.limits: PowerModulesLimits | DcPowerParameters | None = None  # v2 | v3
         self.flags = SequenceControl()
         self._start_pressed = False  # user intent to start (CHAdeMO start button), remembered
         # session
@@ -94,7 +107,7 @@ class SimState:
 
     @property
     def energy_wh(self) -> float:
-        """Energy into the battery in the present (or last) session [Wh]."""
+        """Net energy into the battery in the present (or last) session [Wh], < 0 = exported."""
         return self.vehicle.session_energy_wh
 
     @property
@@ -106,12 +119,40 @@ class SimState:
     def charger_limits(self) -> tuple[float, float]:
         """The charger's voltage and current limits as given to the vehicle [V], [A]."""
         v, i = self.config.max_voltage, self.config.max_current
-        if self.limits is not None:
-            if self.limits.maximum_voltage > 0:
-                v = min(v, self.limits.maximum_voltage)
-            if self.limits.maximum_current > 0:
-                i = min(i, self.limits.maximum_current)
+        limits = self.limits
+        if limits is not None:  # 0 = the controller's config value (spec 6.2, v3 digest 4.2)
+            if limits.maximum_voltage > 0:
+                v = min(v, limits.maximum_voltage)
+            current = (
+                limits.maximum_current
+                if isinstance(limits, PowerModulesLimits)
+                else limits.maximum_charge_current
+            )
+            if current > 0:
+                i = min(i, current)
         return v, i
+
+    @property
+    def charger_discharge_limit(self) -> float:
+        """Largest current the charger takes from the vehicle, as given to it [A]; 0 in v2.
+
+        v3: ``max_discharge_current`` of the config (0 unless ``bidirectional``), capped by
+        DC_Power_Parameters.Maximum_Discharge_Current unless that is 0 (= the config value).
+        """
+        if self.protocol_version is ProtocolVersion.V2 or not self.config.bidirectional:
+            return 0.0
+        i = self.config.max_discharge_current
+        limits = self.limits
+        if isinstance(limits, DcPowerParameters) and limits.maximum_discharge_current > 0:
+            i = min(i, limits.maximum_discharge_current)
+        return i
+
+    def _give_limits(self, now: float) -> None:
+        """Pass the charger's limits to the vehicle (charge parameter discovery)."""
+        v, i = self.charger_limits
+        self.vehicle.set_charger_limits(
+            now, v, i, max_discharge_current=self.charger_discharge_limit
+        )
 
     def present(self) -> tuple[float, float]:
         """Last reported output voltage [V] and current [A] (0, 0 before any status)."""
@@ -155,7 +196,7 @@ class SimState:
         if self._state not in _SESSION_STATES:
             return
         if self._state in _POWER_STATES:
-            self._send(now, ChargingLoop(0.0, 0.0, self._soc()))
+            self._emit(now, Step.ABORT)
         if self._charge_started:
             self._send(now, ChargeStatusChange(ChargeStatus.CHARGE_STOPPED))
         self.vehicle.abort(now, reason)
@@ -168,6 +209,7 @@ class SimState:
         self._charge_started = False
         self._set_state(now, S.CLOSING_COMMUNICATION, f"{result.label}: {reason}")
         self._send(now, ChargeSessionFinished(result))
+        self._emit(now, Step.CLOSING)
 
     def _clear_session(self) -> None:
         self._window_open = None
@@ -181,6 +223,7 @@ class SimState:
         self._finishing_since = None
         for key in ("new_charge_session", "insulation", "precharge", "charging_loop"):
             self._next.pop(key, None)
+        self.dialect.clear()
 
     def _set_state(self, now: float, state: ControllerState, why: str) -> None:
         if state is not self._state:
@@ -194,6 +237,11 @@ class SimState:
 
     def _send(self, now: float, message: CanMessage) -> None:
         self._out.append(self.codec.encode(message, self.pistol_index, now))
+
+    def _emit(self, now: float, step: Step) -> None:
+        """Send the frames of ``step`` in this interface version (:mod:`.dialect`)."""
+        for message in self.dialect.frames(now, step):
+            self._send(now, message)
 
     def _due(self, key: str, now: float, period: float) -> bool:
         """Return True if the cyclic message ``key`` is due, and schedule the next one."""

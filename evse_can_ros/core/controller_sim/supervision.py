@@ -14,6 +14,7 @@ from evse_can_ros.core.vehicle import VehiclePhase
 from evse_can_ros.protocol import (
     ButtonState,
     CanFrame,
+    DcPowerParameters,
     EmergencyStopOrigin,
     Permission,
     PowerModulesLimits,
@@ -39,10 +40,10 @@ class Supervision(SimState):
             return
         if isinstance(message, PowerModulesStatus):
             self._on_power_status(now, message)
-        elif isinstance(message, PowerModulesLimits):
+        elif isinstance(message, (PowerModulesLimits, DcPowerParameters)):  # v2, v3
             self.limits = message
             if self._limits_given:  # later updates reach the vehicle too (A10: undocumented)
-                self.vehicle.set_charger_limits(now, *self.charger_limits)
+                self._give_limits(now)
         elif isinstance(message, SequenceControl):
             self._on_flags(now, message)
 
