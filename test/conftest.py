@@ -1,10 +1,7 @@
 """Shared fixtures.
 
 ROS rules for every test process: DDS stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE) and
-the domain is explicit; both are set here, before any test can initialise rclpy. With parallel
-workers (pytest-xdist, ``pytest -n 2``) worker N runs in domain ROS_DOMAIN_ID + N, so that
-node sets with the same names (``/evse/pistol1``, ``/diagnostics``) in two workers never meet;
-the processes the tests start inherit it.
+the domain is explicit; both are set here, before any test can initialise rclpy.
 """
 
 from __future__ import annotations
@@ -18,9 +15,6 @@ import pytest
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", "42")
-_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1" ... under pytest-xdist
-if _WORKER.startswith("gw") and _WORKER[2:].isdigit():
-    os.environ["ROS_DOMAIN_ID"] = str(int(os.environ["ROS_DOMAIN_ID"]) + int(_WORKER[2:]))
 
 REPO = Path(__file__).resolve().parents[1]
 # Test the source tree (new files need no rebuild); evse_can_ros/__init__.py extends the package
@@ -101,7 +95,9 @@ def harness():  # type: ignore[no-untyped-def]
 
 
 REAL_TIME = {
+    "test_depot_network.py",
     "test_infypower_cli.py",
+    "test_ros2_launch.py",
     "test_tools_session.py",
     "test_transport.py",
     "test_transport_loopback.py",
@@ -109,9 +105,20 @@ REAL_TIME = {
 """Files without the ``ros`` marker whose tests also run in real time (threads, processes)."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With pytest-xdist (``-n 2 --dist loadgroup``): one worker runs every real-time test, one
-    after the other as without xdist; the other workers share the simulated-clock tests."""
+    """Mark the real-time tests ``real_time``: the ``ros`` ones and those of REAL_TIME.
+
+    scripts/test.sh runs them one after the other in one pytest process and, at the same time,
+    the simulated-clock tests (``-m "not real_time"``) in a second one at a lower CPU priority.
+    """
     for item in items:
         if item.get_closest_marker("ros") or item.path.name in REAL_TIME:
-            item.add_marker(pytest.mark.xdist_group("real_time"))
+            item.add_marker(pytest.mark.real_time)
+    # The tests that first check that no other node is in their DDS domain run before the
+    # in-process chargers: a charger's DDS participant outlives its rclpy context for a while.
+    items.sort(key=lambda item: item.path.name not in DOMAIN_CHECKED_FIRST)
+
+
+DOMAIN_CHECKED_FIRST = {"test_depot_network.py", "test_ros2_launch.py"}
+"""Files whose fixtures require an empty DDS domain (ros2_tools.assert_domain_free)."""

@@ -93,6 +93,7 @@ def test_a_charge_then_capacity_gone_mid_charge_through_the_module_emulator(
     ns = pistol_namespace("evse", 1)
     context = init_context(options)
     charger = Charger(options, context)
+    watcher = None
     try:
         faults: list[str] = []
         availability: list[str] = []
@@ -154,6 +155,9 @@ def test_a_charge_then_capacity_gone_mid_charge_through_the_module_emulator(
         with plant.lock:
             assert not plant.emulator.output_on and plant.emulator.current == 0.0
     finally:
+        if watcher is not None:
+            charger.executor.remove_node(watcher)
+            watcher.destroy_node()
         charger.destroy()
         rclpy.try_shutdown(context=context)
 

@@ -140,6 +140,10 @@ class Pistol2:
         )
         assert self.client.wait_for_server(timeout_sec=10.0)
 
+    def close(self) -> None:
+        self.client.destroy()
+        self.node.destroy_node()
+
     def wait_until_free(self) -> None:
         """As a depot does between goals: wait until the last session has closed (a goal sent
         in Closing_Communication would take over the session that is ending)."""
@@ -259,6 +263,10 @@ def test_one_charge_one_cancel_one_fault_on_two_pistols_at_once(charger_factory:
         pistol2.fault_while_charging()
     finally:
         thread.join(timeout=60.0)
+        for node in (pistol2.node, watcher):  # no node of this test outlives it
+            charger.executor.remove_node(node)
+        pistol2.close()
+        watcher.destroy_node()
     assert outcome, "pistol 1 did not finish"
     code, result = outcome[0]
     assert code == 0, result.error_msg
