@@ -92,3 +92,33 @@ def harness():  # type: ignore[no-untyped-def]
     h = RosHarness()
     yield h
     h.close()
+
+
+REAL_TIME = {
+    "test_depot_network.py",
+    "test_infypower_cli.py",
+    "test_ros2_launch.py",
+    "test_tools_session.py",
+    "test_transport.py",
+    "test_transport_loopback.py",
+}
+"""Files without the ``ros`` marker whose tests also run in real time (threads, processes)."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the real-time tests ``real_time``: the ``ros`` ones and those of REAL_TIME.
+
+    scripts/test.sh runs them one after the other in one pytest process and, at the same time,
+    the simulated-clock tests (``-m "not real_time"``) in a second one at a lower CPU priority.
+    """
+    for item in items:
+        if item.get_closest_marker("ros") or item.path.name in REAL_TIME:
+            item.add_marker(pytest.mark.real_time)
+    # The tests that first check that no other node is in their DDS domain run before the
+    # in-process chargers: a charger's DDS participant outlives its rclpy context for a while.
+    items.sort(key=lambda item: item.path.name not in DOMAIN_CHECKED_FIRST)
+
+
+DOMAIN_CHECKED_FIRST = {"test_depot_network.py", "test_ros2_launch.py"}
+"""Files whose fixtures require an empty DDS domain (ros2_tools.assert_domain_free)."""

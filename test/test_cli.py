@@ -34,3 +34,18 @@ def test_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["no-such-command"])
     assert info.value.code == 2
+
+
+def test_sim_options_select_the_backend_and_a_fresh_in_process_bus() -> None:
+    """`evse-can-ros sim --converter-backend infypower` -> the node set the charger starts
+    (the charge through it runs in test_e2e_infypower.py)."""
+    import os
+
+    from evse_can_ros.tools.cli import build_parser, charger_options
+
+    args = build_parser().parse_args(["sim", "--converter-backend", "infypower", "--pistols", "2"])
+    options = charger_options(args, sim=True)
+    assert options.converter_backend == "infypower" and options.sim
+    assert options.pistols == (2,) and options.can_interface == "virtual"
+    assert options.can_channel == f"evse-sim-{os.getpid()}"
+    assert options.params_file == ""  # _cmd_sim then takes the packaged sim.yaml

@@ -86,6 +86,12 @@ def topic(bridge: CanBridgeNode, name: str) -> str:
     return f"{bridge.get_namespace()}/{name}"
 
 
+def matched(bridge: CanBridgeNode, name: str) -> bool:
+    """The bridge's publisher on topic ``name`` has a subscription matched (discovery done)."""
+    full = topic(bridge, name)
+    return any(p.topic_name == full and p.get_subscription_count() for p in bridge.publishers)
+
+
 def publish_status(harness: RosHarness, bridge: CanBridgeNode, **fields: Any) -> Any:
     pub = harness.node.create_publisher(
         ros.PowerModulesStatus, topic(bridge, "power_modules_status"), 10
@@ -145,8 +151,7 @@ def test_controller_state_is_latched_and_tracks_the_heartbeat(
     assert harness.wait_for(lambda: states.last.state == 200, 3.0)
     assert states.last.state_name == "Unknown_200" and states.last.alive
     n = len(states.msgs)
-    time.sleep(0.5)
-    assert len(states.msgs) - n >= 3  # re-published periodically
+    assert harness.wait_for(lambda: len(states.msgs) - n >= 3, 0.5)  # re-published periodically
 
 
 def test_every_controller_message_reaches_its_topic(
@@ -168,7 +173,7 @@ def test_every_controller_message_reaches_its_topic(
             ("mcs_extra_information", ros.McsExtraInformation),
         ]
     }
-    time.sleep(0.5)  # discovery
+    assert harness.wait_for(lambda: all(matched(bridge, n) for n in subs), 5.0)  # discovery
     peer.send(
         "New_Charge_Session",
         {
@@ -251,7 +256,7 @@ def test_battery_state_for_the_vehicle(
     batt = Collector(harness.node, BatteryState, topic(bridge, "battery_state"), LATCHED)
     pub, status = publish_status(harness, bridge)
     peer.heartbeat(STATE["Charging"])
-    time.sleep(0.3)
+    assert harness.wait_for(lambda: bridge.core.controller_state == STATE["Charging"], 5.0)
     peer.send(
         "New_Charge_Session",
         {
@@ -402,7 +407,9 @@ def test_flags_on_entry_into_not_available_and_reset_after_the_session(
         2.0,
     )
     peer.heartbeat(STATE["Connected_With_Full_Info"])
-    time.sleep(0.3)
+    assert harness.wait_for(
+        lambda: bridge.core.controller_state == STATE["Connected_With_Full_Info"], 5.0
+    )
     call(harness, SetBool, topic(bridge, "set_ccs_authorisation"), SetBool.Request(data=True))
     assert harness.wait_for(
         lambda: bytes(peer.frames("Sequence_Control")[-1].msg.data) == bytes.fromhex("01 03 00"),
@@ -490,7 +497,7 @@ def test_malformed_foreign_and_unexpected_frames_are_counted(
         harness.node, ros.ControllerState, topic(bridge, "controller_state"), LATCHED
     )
     diags = Collector(harness.node, DiagnosticArray, "/diagnostics")
-    time.sleep(0.3)
+    assert harness.wait_for(lambda: matched(bridge, "charging_loop"), 5.0)  # discovery
     peer.send(
         "Charging_Loop",
         {"Target_Voltage": 400, "Target_Current": 100, "State_of_Charge": 50},

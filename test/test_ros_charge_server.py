@@ -45,7 +45,12 @@ STATES = {
 
 
 class Rig:
-    """Bridge + charge server in a fresh namespace, a scripted controller and a fake converter."""
+    """Bridge + charge server in a fresh namespace, a scripted controller and a fake converter.
+
+    The script waits on conditions, never on fixed sleeps: a controller state counts as sent
+    once the charge server's core has seen it and stepped once with it (the step decides the
+    commands, feedback and depot topics); a fake converter status once the core has taken it.
+    """
 
     def __init__(self, harness: RosHarness, vendor_kcd: Any) -> None:
         self.h = harness
@@ -70,6 +75,7 @@ class Rig:
                 Parameter("node_timeout", value=60.0),  # no converter driver in this rig
             ],
         )
+        self.steps = count_steps(self.server)
         node = harness.node
         self.client = ActionClient(node, Charge, f"{self.ns}/charge")
         self.status_pub = node.create_publisher(
@@ -93,24 +99,40 @@ class Rig:
         )
         assert self.client.wait_for_server(timeout_sec=5.0)
 
-    def power(self, voltage: float, current: float = 0.0) -> None:
-        self.voltage, self.current = voltage, current
-        for _ in range(3):
-            self.status_pub.publish(
-                ros.PowerModulesStatus(
-                    present_voltage=voltage,
-                    present_current=current,
-                    power_modules_temperature=30.0,
-                    enclosure_temperature=25.0,
-                    system_enable=True,
-                    insulation_resistance=math.inf,
-                )
-            )
-            time.sleep(0.05)
+    @property
+    def seen(self) -> Any:
+        """What the charge server's core has observed (read-only use)."""
+        return self.server.server.obs
 
-    def state(self, name: str, settle: float = 0.3) -> None:
+    def stepped(self) -> None:
+        """Wait until the charge server has stepped at least once from now on."""
+        n = self.steps[0]
+        assert self.h.wait_for(lambda: self.steps[0] > n, 5.0), "charge server not stepping"
+
+    def power(self, voltage: float, current: float = 0.0) -> None:
+        """Publish a converter status (again every 50 ms) until the server has taken it."""
+        self.voltage, self.current = voltage, current
+        sent = time.monotonic()
+        msg = ros.PowerModulesStatus(
+            present_voltage=voltage,
+            present_current=current,
+            power_modules_temperature=30.0,
+            enclosure_temperature=25.0,
+            system_enable=True,
+            insulation_resistance=math.inf,
+        )
+        taken = lambda: (self.seen.power_time or 0.0) >= sent  # noqa: E731
+        for _ in range(100):
+            self.status_pub.publish(msg)
+            if self.h.wait_for(taken, 0.05, period=0.005):
+                return
+        raise AssertionError(f"charge server never took the status {voltage} V {current} A")
+
+    def state(self, name: str) -> None:
+        """Heartbeat in state ``name`` until the server has seen it and stepped with it."""
         self.peer.heartbeat(STATES[name])
-        time.sleep(settle)
+        assert self.h.wait_for(lambda: self.seen.state == STATES[name], 5.0), name
+        self.stepped()
         self.power(self.voltage, self.current)
 
     def send_goal(self, **fields: Any) -> Any:
@@ -134,7 +156,7 @@ class Rig:
     def open_session(self, ncs_soc: int = 30) -> None:
         self.state("Waiting_For_PEV")
         self.state("Negotiating_Connection")
-        self.state("Connected_With_Full_Info", settle=0.1)
+        self.state("Connected_With_Full_Info")
         self.peer.send(
             "New_Charge_Session",
             {
@@ -146,7 +168,9 @@ class Rig:
                 "State_of_Charge": ncs_soc,
             },
         )
-        time.sleep(0.3)
+        session = lambda: self.server.server.session  # noqa: E731
+        assert self.h.wait_for(lambda: session() and session().obs.session is not None, 5.0)
+        self.stepped()
 
     def charge(self) -> None:
         self.state("Insulation_Test")
@@ -161,7 +185,7 @@ class Rig:
         self.power(385.0, 0.0)
         self.state("Ending_Charge")
         self.power(5.0)
-        self.state("Closing_Communication", settle=0.1)
+        self.state("Closing_Communication")
         self.peer.send("Charge_Session_Finished", {"State": 0})
         self.state("Waiting_For_PEV")
 
@@ -172,6 +196,21 @@ class Rig:
         self.peer.close()
 
 
+def count_steps(node: ChargeServerNode) -> list[int]:
+    """Count the steps of the node's core (a spy on ``ChargeServer.step``): ``[n]``."""
+    core = node.server
+    real = core.step
+    steps = [0]
+
+    def step(now: float) -> Any:
+        out = real(now)
+        steps[0] += 1
+        return out
+
+    core.step = step  # type: ignore[method-assign]
+    return steps
+
+
 @pytest.fixture
 def rig(harness: RosHarness, vendor_kcd: Any) -> Iterator[Rig]:
     r = Rig(harness, vendor_kcd)
@@ -179,14 +218,35 @@ def rig(harness: RosHarness, vendor_kcd: Any) -> Iterator[Rig]:
     r.close()
 
 
-def test_goal_to_target_soc(rig: Rig) -> None:
+def test_charge_command_to_target_soc_with_limits(rig: Rig) -> None:
+    """The charge command's goal through the whole scripted session: limits, flags, feedback,
+    availability and safe_to_unplug, progress lines, the result and the authorisation reset."""
+    import io
+    import threading
+
+    from evse_can_ros.ros.charge_client import ChargeRequest, progress_bar, run_charge
+
+    assert progress_bar(0.5, 10) == "[#####-----]" and progress_bar(float("nan"), 4) == "[????]"
     rig.peer.heartbeat(STATES["Waiting_For_PEV"])
     rig.power(0.0)
     assert rig.h.wait_for(
         lambda: rig.availability and rig.availability[-1].availability_name == "available", 3.0
     )
-    handle = rig.send_goal(target_soc=40.0, max_voltage=500.0, max_current=150.0)
-    assert rig.h.wait_for(lambda: any(f[0] & 1 for f in rig.flags()), 2.0)  # authorised
+    out = io.StringIO()
+    outcome: list[Any] = []
+    goal = {"target_soc": 40.0, "max_voltage": 500.0, "max_current": 150.0}
+    thread = threading.Thread(
+        target=lambda: outcome.append(
+            run_charge(
+                ChargeRequest(rig.ns, goal),
+                out=out,
+                on_feedback=rig.feedback.append,
+                context=rig.h.context,
+            )
+        )
+    )
+    thread.start()
+    assert rig.h.wait_for(lambda: any(f[0] & 1 for f in rig.flags()), 5.0)  # authorised
     assert rig.h.wait_for(lambda: any(f[0] & 2 for f in rig.flags()), 2.0)  # CHAdeMO start pulse
     rig.open_session()
     assert rig.h.wait_for(lambda: rig.peer.frames("Power_Modules_Limits"), 2.0)
@@ -201,12 +261,20 @@ def test_goal_to_target_soc(rig: Rig) -> None:
     )
     assert rig.h.wait_for(lambda: any(f[2] & 1 for f in rig.flags()), 3.0)  # User_Stop_Button
     rig.end_clean()
-    result = rig.result(handle)
+    thread.join(timeout=10.0)
+    assert outcome, out.getvalue()
+    code, result = outcome[0]
+    assert code == 0, out.getvalue()
     assert result.error_code == 0 and result.outcome == Charge.Result.OUTCOME_LIMIT_REACHED
     assert result.safe_to_unplug and result.final_soc == 40.0 and result.initial_soc == 30.0
     assert result.energy_delivered > 0
     stages = [f.stage for f in rig.feedback]
     assert stages == sorted(stages) and Charge.Feedback.STAGE_CHARGING in stages
+    text = out.getvalue()
+    assert "charging" in text and "385.0 V" in text and "SoC" in text and "[" in text
+    assert (
+        "result:        OK" in text and "limit_reached" in text and "safe to unplug: yes" in text
+    )
     assert rig.h.wait_for(lambda: rig.unplug and rig.unplug[-1] is True, 3.0)
     # the goal is over: Start_Charge_Authorisation back to the default (authorisation: goal)
     assert rig.h.wait_for(lambda: rig.flags()[-1][0] & 1 == 0, 3.0)
@@ -225,9 +293,20 @@ def test_goal_before_the_bridge_is_up_keeps_its_authorisation(
     )
     client = ActionClient(harness.node, Charge, f"{ns}/charge")
     assert client.wait_for_server(timeout_sec=5.0)
+    core = server.server
+    real_result = core.command_result
+    failed: list[str] = []
+
+    def spy(now: float, command: Any, ok: bool, text: str = "") -> None:
+        if not ok:
+            failed.append(type(command).__name__)
+        real_result(now, command, ok, text)
+
+    core.command_result = spy  # type: ignore[method-assign]
     future = client.send_goal_async(Charge.Goal(plug_in_timeout=0.0))
     assert harness.wait_for(future.done, 5.0) and future.result().accepted
-    time.sleep(1.5)  # the bridge's services do not exist yet: the server retries
+    # the bridge's services do not exist yet: the server tries, fails and tries again
+    assert harness.wait_for(lambda: failed.count("SetStartAuthorisation") >= 2, 5.0), failed
     peer = BusPeer("virtual", channel, vendor_kcd)
     bridge = harness.add(
         CanBridgeNode,
@@ -255,7 +334,7 @@ def test_goal_before_the_bridge_is_up_keeps_its_authorisation(
 def test_second_goal_and_invalid_goal_are_refused_with_a_reason(rig: Rig) -> None:
     rig.peer.heartbeat(STATES["Waiting_For_PEV"])
     first = rig.send_goal(plug_in_timeout=0.0)
-    time.sleep(0.3)
+    assert rig.h.wait_for(lambda: rig.server.server.session is not None, 3.0)
     second = rig.send_goal()
     r2 = rig.result(second, 3.0)
     assert r2.error_code == Charge.Result.BUSY and "busy" in r2.error_msg
@@ -291,43 +370,9 @@ def test_emergency_stop_ends_the_goal_with_its_origin(rig: Rig) -> None:
     rig.peer.send("Emergency_Stop", {"Origin": 1})
     assert rig.h.wait_for(lambda: rig.availability[-1].availability_name == "faulted", 3.0)
     rig.power(0.0)
-    rig.state("Closing_Communication", settle=0.1)
+    rig.state("Closing_Communication")
     rig.peer.send("Charge_Session_Finished", {"State": 1})
     rig.state("Waiting_For_PEV")
     result = rig.result(handle)
     assert result.error_code == Charge.Result.EMERGENCY_STOP_EVSE
     assert result.session_end_state == Charge.Result.SESSION_END_RUSHED
-
-
-def test_charge_command_shows_progress_and_the_result(rig: Rig) -> None:
-    import io
-    import threading
-
-    from evse_can_ros.ros.charge_client import ChargeRequest, progress_bar, run_charge
-
-    assert progress_bar(0.5, 10) == "[#####-----]" and progress_bar(float("nan"), 4) == "[????]"
-    out = io.StringIO()
-    outcome: list[Any] = []
-    rig.peer.heartbeat(STATES["Waiting_For_PEV"])
-    thread = threading.Thread(
-        target=lambda: outcome.append(
-            run_charge(ChargeRequest(rig.ns, {"target_soc": 40.0}), out=out, context=rig.h.context)
-        )
-    )
-    thread.start()
-    assert rig.h.wait_for(rig.flags, 5.0)
-    rig.open_session()
-    rig.charge()
-    time.sleep(1.0)
-    rig.peer.send(
-        "Charging_Loop", {"Target_Voltage": 420.0, "Target_Current": 100.0, "State_of_Charge": 40}
-    )
-    assert rig.h.wait_for(lambda: any(f[2] & 1 for f in rig.flags()), 3.0)
-    rig.end_clean()
-    thread.join(timeout=10.0)
-    assert outcome and outcome[0][0] == 0, out.getvalue()
-    text = out.getvalue()
-    assert "charging" in text and "385.0 V" in text and "SoC" in text and "[" in text
-    assert (
-        "result:        OK" in text and "limit_reached" in text and "safe to unplug: yes" in text
-    )

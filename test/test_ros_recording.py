@@ -133,6 +133,21 @@ def record(harness: RosHarness, tmp: Path, name: str, ns: str) -> SessionRecorde
     return harness.add(SessionRecorder, tmp / name, namespace=ns)
 
 
+def count_event_writes(rec: SessionRecorder, ns: str) -> list[int]:
+    """Count what the recorder writes to the bag on the event topics (a spy): ``[n]``."""
+    wanted = {f"{ns}/{t}" for t in EVENT_TOPICS}
+    real = rec.bag.write
+    n = [0]
+
+    def write(topic: str, msgtype: str, timestamp_ns: int, data: bytes) -> None:
+        real(topic, msgtype, timestamp_ns, data)
+        if topic in wanted:
+            n[0] += 1
+
+    rec.bag.write = write  # type: ignore[method-assign]
+    return n
+
+
 def test_record_then_replay_offline_and_on_the_bus(
     harness: RosHarness, tmp_path: Path, vendor_kcd: Any
 ) -> None:
@@ -187,12 +202,14 @@ def test_record_then_replay_offline_and_on_the_bus(
     rec2 = record(harness, tmp_path, "live", ns2)
     import can
 
+    written = count_event_writes(rec2, ns2)
     bus = can.Bus(interface="virtual", channel=channel2)
     try:
-        time.sleep(1.0)
+        assert harness.wait_for(lambda: b2.publish_raw, 5.0)  # the recorder switched raw on
         replay_stats = replay_to_bus(select_frames(session, "controller"), bus, speed=2.0)
         assert replay_stats.sent > 50 and replay_stats.failed == 0
-        time.sleep(0.5)
+        # every event message of the original stream has reached the second bag
+        assert harness.wait_for(lambda: written[0] >= len(stream), 5.0), (written, len(stream))
     finally:
         bus.shutdown()
         harness.remove(rec2)

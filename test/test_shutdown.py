@@ -45,12 +45,16 @@ def start(args: list[str], ready: str, tmp_path: Path) -> tuple[subprocess.Popen
         cwd=tmp_path,
         env={**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "PYTHONUNBUFFERED": "1"},
     )
+    wait_for_line(proc, log, ready)
+    return proc, log
+
+
+def wait_for_line(proc: subprocess.Popen[str], log: Path, text: str) -> None:
     deadline = time.monotonic() + 30.0
-    while ready not in log.read_text():
+    while text not in log.read_text():
         assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.05)
-    return proc, log
 
 
 def stop_and_read(proc: subprocess.Popen[str], log: Path, sig: int) -> tuple[int, str]:
@@ -72,7 +76,8 @@ def test_run_switches_the_output_off_on_a_signal(sig: int, tmp_path: Path) -> No
         "charger running",
         tmp_path,
     )  # fmt: skip
-    time.sleep(1.0)
+    # the executor runs: the charge server has stepped (its first authorisation decision)
+    wait_for_line(proc, log, "Start_Charge_Authorisation -> Not_Allowed")
     code, text = stop_and_read(proc, log, sig)
     assert code == 0, text
     assert "output off: shutdown" in text

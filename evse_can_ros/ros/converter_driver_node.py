@@ -385,6 +385,9 @@ class ConverterDriverNode(LifecycleNode):
         if report.publish:
             self._publish(report)
         if report.new_fault:
+            # the charge server takes the first cause from converter_status: the fault goes out
+            # now, ahead of the controller's reaction to System_Enable = 0 (not at the next tick)
+            self._publish_converter()
             self.get_logger().error(f"output off: {report.new_fault}")
 
     def _publish(self, report: Report) -> None:
