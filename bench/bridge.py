@@ -59,12 +59,15 @@ class Scenario:
     pistols: int
     split_channels: bool = False  # one virtual channel per pistol (emulates kernel filtering)
     description: str = ""
+    system: str = "product"  # or "reference": bench/reference.py instead of the bridges
 
 
 SCENARIOS = {
     s.name: s
     for s in [
         Scenario("idle", 10, 1, description="heartbeat only (10 frames/s), 1 pistol"),
+        Scenario("ref-protocol", 100, 1, False, "reference pipeline, 100 frames/s", "reference"),
+        Scenario("ref-limit", BUS_LIMIT, 1, False, "reference pipeline, bus limit", "reference"),
         Scenario("protocol", 100, 1, description="protocol load, 1 pistol"),
         Scenario("protocol-x8", 800, 8, True, "protocol load, 8 pistols"),
         Scenario("1k", 1000, 1, description="1,000 frames/s, 1 pistol"),
@@ -123,6 +126,7 @@ class SpinningExecutor:
         rclpy.init(context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.nodes: list[Any] = []
+        self.closers: list[Any] = []  # called first by close()
         self._thread: threading.Thread | None = None
 
     def add(self, node_type: Any, *args: Any, **kwargs: Any) -> Any:
@@ -147,12 +151,73 @@ class SpinningExecutor:
         """Stop spinning, destroy the nodes, shut the context down."""
         import rclpy
 
+        for closer in self.closers:
+            closer()
         self.executor.shutdown(timeout_sec=2.0)
         if self._thread is not None:
             self._thread.join(timeout=5.0)
         for node in reversed(self.nodes):
             node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+
+
+def _product_bridge(  # noqa: PLR0917  (bench plumbing)
+    args: Any,
+    harness: Any,
+    p: int,
+    channel: str,
+    codec: Any,
+    rx_log: list[tuple[float, float, bytes]],
+    tx_log: list[float],
+    status_id: int,
+    profiler: dict[str, Any],
+) -> Any:
+    """One CanBridgeNode for pistol ``p`` with the receive and transmit probes."""
+    from rclpy.parameter import Parameter
+
+    from evse_can_ros.ros.can_bridge_node import CanBridgeNode
+
+    loop_base = codec.spec("Charging_Loop").base_id
+    params = {"can_interface": "virtual", "can_channel": channel, "can_bitrate": 0,
+              "pistol_index": p}  # fmt: skip
+    node = harness.add(
+        CanBridgeNode,
+        namespace=f"/{args.ns}/pistol{p}",
+        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+    )
+    link = node.link
+    if args.probe:
+        orig_rx = link._on_frame
+        log_rx = rx_log.append
+
+        def rx_probe(frame: Any, now: float, orig: Any = orig_rx, log: Any = log_rx) -> None:
+            if profiler["want"] and profiler["prof"] is None:
+                import cProfile
+
+                profiler["prof"] = cProfile.Profile()
+                profiler["prof"].enable()
+            t_in = time.monotonic()
+            orig(frame, now)
+            if frame.arbitration_id & 0xFFFFFF == loop_base:
+                log((t_in, time.monotonic(), frame.data))
+            if profiler["stop"] and profiler["prof"] is not None:
+                profiler["prof"].disable()
+                profiler["stop"] = False
+
+        link._on_frame = rx_probe
+    orig_send = link.send
+    log_tx = tx_log.append
+
+    def tx_probe(frame: Any, orig: Any = orig_send, sid: int = status_id, log: Any = log_tx
+                 ) -> bool:  # fmt: skip
+        t = time.monotonic()
+        ok = bool(orig(frame))
+        if frame.arbitration_id == sid:
+            log(t)
+        return ok
+
+    link.send = tx_probe
+    return node
 
 
 def run_bridge(args: Any) -> int:
@@ -189,80 +254,47 @@ def _run_bridge(  # noqa: PLR0917  (bench plumbing)
     status_id: dict[int, int],
 ) -> int:
     import can
-    from rclpy.parameter import Parameter
 
     from evse_can_ros.protocol import make_can_id
-    from evse_can_ros.ros.can_bridge_node import CanBridgeNode
 
     nodes: dict[int, Any] = {}
     rx_log: dict[int, list[tuple[float, float, bytes]]] = {p: [] for p in pistols}
     tx_log: dict[int, list[float]] = {p: [] for p in pistols}
-    loop_base = codec.spec("Charging_Loop").base_id
     profiler: dict[str, Any] = {"want": False, "prof": None, "stop": False}
+    reference: Any = None
+    if args.system == "reference":
+        from reference import ReferencePipeline
 
-    for p in pistols:
-        params = {
-            "can_interface": "virtual",
-            "can_channel": channel_of[p],
-            "can_bitrate": 0,
-            "pistol_index": p,
-        }
-        node = harness.add(
-            CanBridgeNode,
-            namespace=f"/{args.ns}/pistol{p}",
-            parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+        reference = ReferencePipeline(
+            harness.context, channel_of, args.ns, str(codec.database_path)
         )
-        nodes[p] = node
-        link = node.link
-        if args.probe:
-            orig_rx = link._on_frame
-            log_rx = rx_log[p].append
+        harness.closers.append(reference.close)
 
-            def rx_probe(frame: Any, now: float, orig: Any = orig_rx, log: Any = log_rx) -> None:
-                if profiler["want"] and profiler["prof"] is None:
-                    import cProfile
+        def ready() -> bool:
+            return reference.subscription_count() > 0
 
-                    profiler["prof"] = cProfile.Profile()
-                    profiler["prof"].enable()
-                t_in = time.monotonic()
-                orig(frame, now)
-                if frame.arbitration_id & 0xFFFFFF == loop_base:
-                    log((t_in, time.monotonic(), frame.data))
-                if profiler["stop"] and profiler["prof"] is not None:
-                    profiler["prof"].disable()
-                    profiler["stop"] = False
+    else:
+        for p in pistols:
+            nodes[p] = _product_bridge(args, harness, p, channel_of[p], codec, rx_log[p],
+                                       tx_log[p], status_id[p], profiler)  # fmt: skip
+        harness.start()
 
-            link._on_frame = rx_probe
-        orig_send = link.send
-        sid = status_id[p]
-        log_tx = tx_log[p].append
+        def ready() -> bool:
+            matched = all(
+                n.pub["charging_loop"].get_subscription_count() > 0 for n in nodes.values()
+            )
+            return matched and all(n.core.power_status is not None for n in nodes.values())
 
-        def tx_probe(frame: Any, orig: Any = orig_send, sid: int = sid, log: Any = log_tx) -> bool:
-            t = time.monotonic()
-            ok = bool(orig(frame))
-            if frame.arbitration_id == sid:
-                log(t)
-            return ok
-
-        link.send = tx_probe
-
-    harness.start()
     for ch in set(channel_of.values()):
         buses[ch] = can.Bus(interface="virtual", channel=ch)
 
     # wait for the subscriber (matched) and for its power status (the bridges then transmit)
     deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        matched = all(
-            n.pub_typed["charging_loop"].get_subscription_count() > 0 for n in nodes.values()
-        )
-        powered = all(n.core.power_status is not None for n in nodes.values())
-        if matched and powered:
-            break
+    while not ready():
+        if time.monotonic() > deadline:
+            print("bridge: subscriber not matched / no power status", file=sys.stderr)
+            return 3
         time.sleep(0.05)
-    else:
-        print("bridge: subscriber not matched / no power status", file=sys.stderr)
-        return 3
 
     # pre-build the frames: slot k at t0 + k / rate
     warmup, window = args.warmup, args.seconds
@@ -369,6 +401,8 @@ def _run_bridge(  # noqa: PLR0917  (bench plumbing)
         }
         for p, n in nodes.items()
     }
+    if reference is not None:
+        counters["reference"] = {"link_rx_frames": reference.frames}
     if args.profile and profiler["prof"] is not None:
         time.sleep(0.2)
         profiler["prof"].dump_stats(args.profile)
@@ -421,6 +455,15 @@ def run_subscriber(args: Any) -> int:
     for p in range(1, args.pistols + 1):
         log: list[tuple[int, float]] = []
         received[p] = log
+        if args.system == "reference":
+            from sensor_msgs.msg import BatteryState
+
+            def battery(msg: Any, log: Any = log.append) -> None:
+                if msg.present:
+                    log((seq_of_values(msg.voltage, msg.current), mono()))
+
+            node.create_subscription(BatteryState, f"/{args.ns}/pistol{p}/battery", battery, qos)
+            continue
 
         def cb(msg: Any, log: Any = log.append) -> None:
             log((seq_of_values(msg.target_voltage, msg.target_current), mono()))
@@ -485,7 +528,7 @@ def run_scenario(sc: Scenario, args: Any, tmp: Path) -> dict[str, Any]:
     env = dict(os.environ)
     sub = subprocess.Popen(
         [*me, "--role", "subscriber", "--pistols", str(sc.pistols), "--ns", ns,
-         "--out", str(sub_out), "--executor", args.executor],
+         "--out", str(sub_out), "--executor", args.executor, "--system", sc.system],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -499,6 +542,7 @@ def run_scenario(sc: Scenario, args: Any, tmp: Path) -> dict[str, Any]:
                "--out", str(br_out), "--seconds", str(args.seconds),
                "--warmup", str(args.warmup), "--drain", str(args.drain)]  # fmt: skip
         cmd += ["--injector", args.injector, "--switch-interval", str(args.switch_interval)]
+        cmd += ["--system", sc.system]
         if not args.probe:
             cmd.append("--no-probe")
         if args.profile:
@@ -658,6 +702,7 @@ def main() -> int:
                    help="cProfile the receive thread(s) during the window into FILE")  # fmt: skip
     # internal (worker processes)
     p.add_argument("--scenario", help=argparse_hidden())
+    p.add_argument("--system", default="product", help=argparse_hidden())
     p.add_argument("--pistols", type=int, default=1, help=argparse_hidden())
     p.add_argument("--ns", default="bench", help=argparse_hidden())
     p.add_argument("--tag", default="bench", help=argparse_hidden())
