@@ -74,6 +74,7 @@ class ChargerOptions:
     can_channel: str | None = None
     can_bitrate: int | None = None
     converter_backend: str | None = None
+    protocol_version: int | None = None  # None: the params file / the nodes' default (2)
     sim: bool = False
     auto_activate: bool | None = None
     params_file: str = ""
@@ -97,6 +98,8 @@ class ChargerOptions:
                 raise NodeSetError(
                     f"log level for unknown node {executable!r} (nodes: {', '.join(EXECUTABLES)})"
                 )
+        if self.protocol_version is not None and self.protocol_version not in (2, 3):
+            raise NodeSetError(f"protocol_version must be 2 or 3, got {self.protocol_version}")
         if self.can_bitrate is not None and self.can_bitrate < 0:
             raise NodeSetError(f"CAN bitrate must be >= 0, got {self.can_bitrate}")
 
@@ -152,7 +155,13 @@ def node_set(options: ChargerOptions) -> list[NodeSpec]:
         ]
         if options.sim:
             wanted.append(("controller_simulator", {**pistol, **link}))
-        for executable, params in wanted:
+        version = (
+            {}
+            if options.protocol_version is None
+            else {"protocol_version": options.protocol_version}
+        )
+        for executable, own in wanted:
+            params = {**own, **version}  # every node of a pistol speaks the same version
             level = options.node_log_levels.get(executable, options.log_level)
             specs.append(
                 NodeSpec(executable, executable, ns, EXECUTABLES[executable], params, index, level)
@@ -178,7 +187,8 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
         DEFAULT_NAMESPACE,
         "pistol N runs in <namespace>/pistolN, under a pushed namespace (a leading / pins it)",
     ),
-    ("pistol_index", "1", "pistol index, or several on one bus: 1,2 or 1-4"),
+    ("pistols", "1", "pistol index, or several on one bus: 1,2 or 1-4"),
+    ("pistol_index", "", "old name of pistols (kept for existing launch files)"),
     (
         "can_interface",
         "",
@@ -188,6 +198,7 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("can_bitrate", "", "bit/s; empty = params file / interface default"),
     ("params_file", "", "ROS 2 parameters YAML given to every node (overridden by the arguments)"),
     ("converter_backend", "", "power-module backend; node default simulated"),
+    ("protocol_version", "", "Generic EVSE CAN interface 2 or 3; empty = params file / 2"),
     ("sim", "false", "add the controller + vehicle simulator (one per pistol)"),
     (
         "auto_activate",
@@ -210,13 +221,20 @@ def options_from_arguments(values: dict[str, str]) -> ChargerOptions:
         bitrate = int(v["can_bitrate"]) if v["can_bitrate"] else None
     except ValueError:
         raise NodeSetError(f"can_bitrate must be an integer, got {v['can_bitrate']!r}") from None
+    try:
+        version = int(v["protocol_version"]) if v["protocol_version"] else None
+    except ValueError:
+        raise NodeSetError(
+            f"protocol_version must be 2 or 3, got {v['protocol_version']!r}"
+        ) from None
     return ChargerOptions(
         namespace=v["namespace"],
-        pistols=parse_pistols(v["pistol_index"]),
+        pistols=parse_pistols(v["pistol_index"] or v["pistols"]),
         can_interface=v["can_interface"] or None,
         can_channel=v["can_channel"] or None,
         can_bitrate=bitrate,
         converter_backend=v["converter_backend"] or None,
+        protocol_version=version,
         sim=parse_bool(v["sim"]),
         auto_activate=parse_bool(v["auto_activate"]) if v["auto_activate"] else None,
         params_file=v["params_file"],

@@ -40,17 +40,17 @@ from evse_can_ros.protocol import (
     AdmCsSpccOutputs,
     CanFrame,
     ChargeSessionFinished,
+    DcPowerParameters,
     EmergencyStop,
     PowerModulesLimits,
     ProtocolError,
     SequenceControl,
-    load_codec,
     pistol_filter,
 )
 from evse_can_ros.ros import conversions as conv
 from evse_can_ros.ros.common import Guard, LocalSafetyLink, NodeConfigError, start_link
 from evse_can_ros.ros.interfaces import BRIDGE, TOPIC, TOPIC_OF_MESSAGE, publications
-from evse_can_ros.ros.params import declare_config
+from evse_can_ros.ros.params import declare_codec, declare_config
 from evse_can_ros.text import one_line
 from evse_can_ros.transport import CanLink, LinkConfig
 
@@ -94,15 +94,7 @@ class CanBridgeNode(Node):
         try:
             self.config = declare_config(self, BridgeConfig)
             self.link_config = declare_config(self, LinkConfig, prefix="can_")
-            db_path = self.declare_parameter(
-                "database_path",
-                "",
-                ParameterDescriptor(
-                    description="CAN database (.dbc/.kcd); empty = the packaged v2.7 database",
-                    read_only=True,
-                ),
-            ).value
-            self.codec = load_codec(db_path or None)
+            self.codec = declare_codec(self)
         except (ConfigError, ProtocolError) as exc:
             raise NodeConfigError(str(exc)) from None
         self.publish_raw = bool(
@@ -124,6 +116,7 @@ class CanBridgeNode(Node):
         self.pub_state = self.pub["controller_state"]
         self.pub_battery = self.pub["battery_state"]
         self.pub_limits = self.pub["power_modules_limits"]
+        self._limits_published: tuple[object, float] | None = None
         self.pub_flags = self.pub["sequence_control"]
         self.pub_rx, self.pub_tx = self.pub["can_rx"], self.pub["can_tx"]
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -241,12 +234,15 @@ class CanBridgeNode(Node):
             )
         if isinstance(message, SequenceControl):
             self.pub_flags.publish(conv.flags_to_ros(message, self.get_clock().now().to_msg()))
-        elif isinstance(message, PowerModulesLimits):
-            self.pub_limits.publish(
-                conv.limits_to_ros(
-                    message, self.core.limits_power, self.get_clock().now().to_msg()
+        elif isinstance(message, (PowerModulesLimits, DcPowerParameters)):
+            key = (message, self.core.limits_power)
+            if key != self._limits_published:  # v3 repeats the frame every 100 ms
+                self._limits_published = key
+                self.pub_limits.publish(
+                    conv.limits_to_ros(
+                        message, self.core.limits_power, self.get_clock().now().to_msg()
+                    )
                 )
-            )
 
     def _log_events(self, events: list[Event]) -> bool:
         log = self.get_logger()
@@ -318,11 +314,19 @@ class CanBridgeNode(Node):
 
     def _srv_power_limits(self, req: Any, resp: Any) -> Any:
         def action(now: float) -> None:
-            self.core.set_limits(now, req.maximum_voltage, req.maximum_current, req.maximum_power)
+            self.core.set_limits(
+                now,
+                req.maximum_voltage,
+                req.maximum_current,
+                req.maximum_power,
+                req.maximum_discharge_current,
+            )
             if req.charge_parameters_done:
                 self.core.set_charge_parameters_done(now)
 
-        text = f"Power_Modules_Limits {req.maximum_voltage:g} V, {req.maximum_current:g} A" + (
+        name = "DC_Power_Parameters" if self.core.v3 else "Power_Modules_Limits"
+        discharge = f", discharge {req.maximum_discharge_current:g} A" if self.core.v3 else ""
+        text = f"{name} {req.maximum_voltage:g} V, {req.maximum_current:g} A{discharge}" + (
             " then Charge_Parameters_Done" if req.charge_parameters_done else ""
         )
         return self._apply(action, text, resp)

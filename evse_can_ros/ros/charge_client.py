@@ -70,6 +70,10 @@ def progress_bar(fraction: float, width: int = 20) -> str:
 
 def progress_of(goal: Charge.Goal, fb: Any, start_soc: float) -> tuple[float, str]:
     """Return (fraction, label) of the goal's most specific limit."""
+    if goal.max_discharge_current and math.isfinite(fb.soc):  # V2G: down, then up
+        low = f"{goal.min_soc:.0f} %" if goal.min_soc else "the vehicle's minimum"
+        high = f"{goal.target_soc:.0f} %" if goal.target_soc else "the vehicle's target"
+        return fb.soc / 100.0, f"SoC {fb.soc:.0f} % (V2G: to {low}, then {high})"
     if goal.target_soc and math.isfinite(fb.soc) and math.isfinite(start_soc):
         span = max(goal.target_soc - start_soc, 1e-9)
         return (fb.soc - start_soc) / span, f"SoC {fb.soc:.0f}/{goal.target_soc:.0f} %"
@@ -90,7 +94,8 @@ def format_feedback(goal: Charge.Goal, fb: Any, start_soc: float) -> str:
     return (
         f"{fb.stage_name:<19} {fb.present_voltage:6.1f} V {fb.present_current:6.1f} A "
         f"{fb.present_power / 1000:6.1f} kW {fb.energy_delivered / 1000:7.3f} kWh "
-        f"{progress_bar(fraction)} {label}  {elapsed // 3600:02d}:{elapsed // 60 % 60:02d}:"
+        + (f"{fb.energy_exported / 1000:7.3f} kWh exported " if fb.energy_exported else "")
+        + f"{progress_bar(fraction)} {label}  {elapsed // 3600:02d}:{elapsed // 60 % 60:02d}:"
         f"{elapsed % 60:02d}"
     )
 
@@ -103,6 +108,11 @@ def format_result(result: Any) -> str:
         + (f" ({result.error_msg})" if result.error_msg else ""),
         f"outcome:       {OUTCOME_NAMES.get(result.outcome, result.outcome)}",
         f"energy:        {result.energy_delivered / 1000:.3f} kWh",
+        *(
+            [f"exported:      {result.energy_exported / 1000:.3f} kWh (from the vehicle)"]
+            if result.energy_exported
+            else []
+        ),
         f"duration:      {result.duration:.1f} s",
         f"SoC:           {_pct(result.initial_soc)} -> {_pct(result.final_soc)}",
         f"session end:   {SESSION_END_NAMES.get(result.session_end_state, 'none')}",

@@ -26,6 +26,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.node import Node
 from rclpy.task import Future
+from std_msgs.msg import Float64
 from std_srvs.srv import SetBool, Trigger
 
 from evse_can_ros import msg as ros
@@ -51,10 +52,11 @@ from evse_can_ros.ros.common import Guard, NodeConfigError
 from evse_can_ros.ros.interfaces import (
     SAFE_TO_UNPLUG_PERIOD,
     SERVER,
+    message_of,
     publications,
     subscriptions,
 )
-from evse_can_ros.ros.params import declare_config
+from evse_can_ros.ros.params import declare_config, declare_interface
 
 GOAL_FIELDS = (
     "target_soc",
@@ -64,6 +66,8 @@ GOAL_FIELDS = (
     "max_voltage",
     "max_current",
     "max_power",
+    "max_discharge_current",
+    "min_soc",
     "authorise_start",
     "accept_ccs_authorisation",
     "press_chademo_start",
@@ -78,11 +82,13 @@ class ChargeServerNode(Node):
         super().__init__(node_name, **kwargs)
         try:
             config = declare_config(self, SessionConfig)
+            self.version = declare_interface(self)
             self.pistol_index = int(self.declare_parameter("pistol_index", 1).value)
         except ConfigError as exc:
             raise NodeConfigError(str(exc)) from None
         self._lock = threading.Lock()
-        self.server = ChargeServer(config, self.pistol_index)
+        self.server = ChargeServer(config, self.pistol_index, self.version)
+        self._operating_point: float | None = math.inf  # inf: never published
         self._done: Future | None = None
         self._handle: ServerGoalHandle | None = None
         self._unplug_sent = -math.inf
@@ -93,6 +99,7 @@ class ChargeServerNode(Node):
         }
         self.pub_availability = pubs["charger_availability"]
         self.pub_unplug = pubs["safe_to_unplug"]
+        self.pub_operating_point = pubs["operating_point"]
         handlers = {
             "controller_state": self._on_state,
             "sequence_control": self._on_flags,
@@ -100,9 +107,11 @@ class ChargeServerNode(Node):
             "converter_status": self._on_converter,
         }
         for topic in subscriptions(SERVER):
-            if topic.messages:
-                cls = topic.messages[0]
+            cls = message_of(topic, self.version)
+            if cls is not None:
                 callback = lambda m, cls=cls: self._on_message(m, cls)  # noqa: E731
+            elif topic.messages:
+                continue  # a message of the other interface version
             else:
                 callback = handlers[topic.name]
             self.create_subscription(
@@ -225,6 +234,10 @@ class ChargeServerNode(Node):
         if out.result is not None and done is not None and not done.done():
             done.set_result(out.result)
         self._publish_depot(out.depot, force=out.depot_changed)
+        if out.operating_point != self._operating_point:
+            self._operating_point = out.operating_point
+            point = math.nan if out.operating_point is None else out.operating_point
+            self.pub_operating_point.publish(Float64(data=point))
 
     def _call(self, command: Command) -> None:
         client = self.clients_of[type(command)]
@@ -281,6 +294,7 @@ def _request(command: Command) -> Any:
             maximum_current=command.maximum_current,
             charge_parameters_done=command.charge_parameters_done,
             maximum_power=command.maximum_power,
+            maximum_discharge_current=command.maximum_discharge_current,
         )
     return Trigger.Request()
 
@@ -291,6 +305,7 @@ def _result_msg(result: Result) -> Charge.Result:
         error_msg=result.error_msg,
         outcome=int(result.outcome),
         energy_delivered=result.energy_delivered,
+        energy_exported=result.energy_exported,
         duration=result.duration,
         initial_soc=result.initial_soc,
         final_soc=result.final_soc,
@@ -310,6 +325,7 @@ def _feedback_msg(f: Feedback) -> Charge.Feedback:
         present_current=f.present_current,
         present_power=f.present_power,
         energy_delivered=f.energy_delivered,
+        energy_exported=f.energy_exported,
         soc=f.soc,
         ev_maximum_voltage=f.ev_maximum_voltage,
         ev_maximum_current=f.ev_maximum_current,

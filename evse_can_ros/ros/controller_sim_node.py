@@ -31,27 +31,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from evse_can_ros import msg as ros
-from evse_can_ros.config import ConfigError, check, param
-from evse_can_ros.core.battery import VehicleInlet
+from evse_can_ros.config import ConfigError, param
+from evse_can_ros.core.battery import Battery, VehicleInlet
 from evse_can_ros.core.controller_sim import ControllerSimConfig, ControllerSimulator, Scenario
 from evse_can_ros.core.vehicle import Vehicle, VehicleParams
 from evse_can_ros.protocol import (
     CanFrame,
     ControllerState,
     ProtocolError,
-    load_codec,
     pistol_filter,
 )
 from evse_can_ros.ros.common import NodeConfigError, start_link
 from evse_can_ros.ros.interfaces import LATCHED
-from evse_can_ros.ros.params import declare_config
+from evse_can_ros.ros.params import declare_codec, declare_config
 from evse_can_ros.transport import CanLink, LinkConfig
 
 STEP_PERIOD = 0.01
@@ -69,22 +67,6 @@ class SimLinkConfig(LinkConfig):
     )
 
 
-@dataclass(frozen=True)
-class SimInterfaceConfig:
-    """The interface version of the emulated controller (its codec's ``protocol_version``)."""
-
-    protocol_version: int = param(
-        2,
-        "interface version the emulated controller speaks: 2, or 3 (DC_Power_Control, "
-        "EV_Information_*, bidirectional vehicles)",
-        min=2,
-        max=3,
-    )
-
-    def __post_init__(self) -> None:
-        check(self)
-
-
 class ControllerSimulatorNode(Node):
     """See module docstring. Raises NodeConfigError for bad parameters.
 
@@ -100,17 +82,9 @@ class ControllerSimulatorNode(Node):
             self.link_config = declare_config(self, SimLinkConfig, prefix="can_")
             vehicle_params = declare_config(self, VehicleParams, prefix="vehicle.")
             self.scenario = declare_config(self, Scenario, prefix="scenario.")
-            version = declare_config(self, SimInterfaceConfig).protocol_version
-            db_path = self.declare_parameter(
-                "database_path",
-                "",
-                ParameterDescriptor(
-                    description="CAN database (.dbc/.kcd); empty = the packaged database of "
-                    "protocol_version",
-                    read_only=True,
-                ),
-            ).value
-            codec = load_codec(db_path or None, version)
+            codec = declare_codec(self)
+            if inlet is not None:  # one process: this node's vehicle parameters make the battery
+                inlet.battery = Battery(vehicle_params.battery_params())
             self.vehicle = Vehicle(vehicle_params, inlet)
             self.sim = ControllerSimulator(codec, self.config, self.vehicle, self.scenario)
         except (ConfigError, ProtocolError) as exc:
@@ -142,7 +116,7 @@ class ControllerSimulatorNode(Node):
         self._thread.start()
         p = vehicle_params
         self.get_logger().info(
-            f"simulating the controller (interface v{version}) of pistol "
+            f"simulating the controller (interface v{int(self.sim.protocol_version)}) of pistol "
             f"{self.config.pistol_index} on "
             f"{self.link.describe()}: {p.protocol} vehicle, {p.capacity_kwh:g} kWh, "
             f"SoC {self.vehicle.soc:.0f} % -> {p.target_soc:g} %, "

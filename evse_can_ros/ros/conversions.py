@@ -22,6 +22,7 @@ from evse_can_ros.protocol import (
     CanFrame,
     CanMessage,
     Codec,
+    DcPowerParameters,
     EvIdCcsPart2Din,
     LabelEnum,
     Permission,
@@ -148,13 +149,21 @@ def power_status_to_ros(status: PowerModulesStatus, stamp: Time) -> ros.PowerMod
 
 
 def limits_to_ros(
-    limits: PowerModulesLimits, maximum_power: float, stamp: Time
+    limits: PowerModulesLimits | DcPowerParameters, maximum_power: float, stamp: Time
 ) -> ros.PowerModulesLimits:
-    """ROS message of the limits sent (and the local power limit, which has no CAN signal)."""
+    """ROS message of the limits sent (and the local power limit, which has no CAN signal).
+
+    v2 Power_Modules_Limits and v3 DC_Power_Parameters share one ROS message.
+    """
+    if isinstance(limits, DcPowerParameters):
+        current, discharge = limits.maximum_charge_current, limits.maximum_discharge_current
+    else:
+        current, discharge = limits.maximum_current, 0.0
     out = ros.PowerModulesLimits(
         maximum_voltage=limits.maximum_voltage,
-        maximum_current=limits.maximum_current,
+        maximum_current=current,
         maximum_power=float(maximum_power),
+        maximum_discharge_current=discharge,
     )
     out.header.stamp = stamp
     return out

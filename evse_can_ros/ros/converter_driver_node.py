@@ -36,6 +36,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from std_msgs.msg import Float64
 
 from evse_can_ros import msg as ros
 from evse_can_ros.config import ConfigError, describe, param
@@ -55,8 +56,8 @@ from evse_can_ros.core.power_module import PowerModuleConfig
 from evse_can_ros.protocol import CanMessage, ControllerState, EmergencyStop
 from evse_can_ros.ros import conversions as conv
 from evse_can_ros.ros.common import Guard, LocalSafetyLink, NodeConfigError
-from evse_can_ros.ros.interfaces import DRIVER, publications, subscriptions
-from evse_can_ros.ros.params import declare_config
+from evse_can_ros.ros.interfaces import DRIVER, message_of, publications, subscriptions
+from evse_can_ros.ros.params import declare_config, declare_interface
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class ConverterDriverNode(LifecycleNode):
         try:
             self.config = declare_config(self, DriverConfig)
             self.pm_config = declare_config(self, PowerModuleConfig)
+            self.version = declare_interface(self)
             self._backend_prefix = f"{self.config.converter_backend}."
             self._backend_fields: list[str] = []
             self._runtime_fields: tuple[str, ...] = ()
@@ -122,14 +124,19 @@ class ConverterDriverNode(LifecycleNode):
         }
         self.pub_power, self.pub_status = pubs["power_modules_status"], pubs["converter_status"]
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        special = {
+            "controller_state": self._on_controller_state,
+            "power_modules_limits": self._on_limits,
+            "operating_point": self._on_operating_point,
+        }
         for topic in subscriptions(DRIVER):
-            if topic.messages:
-                cls = topic.messages[0]
+            cls = message_of(topic, self.version)
+            if cls is not None:
                 callback = lambda m, cls=cls: self._on_command(m, cls)  # noqa: E731
-            elif topic.name == "controller_state":
-                callback = self._on_controller_state
+            elif topic.messages:
+                continue  # a message of the other interface version
             else:
-                callback = self._on_limits
+                callback = special[topic.name]
             self.create_subscription(
                 topic.ros_type, topic.name, self.guard.wrap(topic.name, callback), topic.qos
             )
@@ -201,7 +208,7 @@ class ConverterDriverNode(LifecycleNode):
             return self._fail(f"converter backend {name!r}: {exc}")
         with self._lock:
             self.backend = backend
-            self.core = ConverterDriver(backend, self.pm_config)
+            self.core = ConverterDriver(backend, self.pm_config, self.version)
         self.get_logger().info(f"converter backend {name!r} open")
         return TransitionCallbackReturn.SUCCESS
 
@@ -307,7 +314,18 @@ class ConverterDriverNode(LifecycleNode):
     def _on_limits(self, m: ros.PowerModulesLimits) -> None:
         with self._lock:
             if self.core is not None:
-                self.core.on_limits(m.maximum_voltage, m.maximum_current, m.maximum_power)
+                self.core.on_limits(
+                    m.maximum_voltage,
+                    m.maximum_current,
+                    m.maximum_power,
+                    m.maximum_discharge_current,
+                )
+
+    def _on_operating_point(self, m: Float64) -> None:
+        value = float(m.data)
+        with self._lock:
+            if self.core is not None:
+                self.core.set_operating_point(None if math.isnan(value) else value)
 
     def _on_local_safety(self, kind: str, payload: Any) -> None:
         """Act on the bridge's fast path (its receive or transmit thread, same process)."""
@@ -390,6 +408,7 @@ class ConverterDriverNode(LifecycleNode):
             current_limit=float(sp.current_limit),
             system_enable=snap.system_enable,
             session_energy=float(snap.session_energy_wh),
+            session_energy_exported=float(snap.session_energy_exported_wh),
             fault=snap.fault,
             fault_kind=snap.fault_kind.value,
             measurement_valid=snap.measurement_fresh,
@@ -404,9 +423,12 @@ class ConverterDriverNode(LifecycleNode):
             max_voltage=float(caps.max_voltage) if caps else nan,
             max_current=float(caps.max_current) if caps else nan,
             max_power=float(caps.max_power) if caps else nan,
+            max_discharge_current=float(caps.max_discharge_current) if caps else nan,
             max_session_voltage=snap.limits[0],
             max_session_current=snap.limits[1],
             max_session_power=snap.limits[2],
+            max_session_discharge_current=snap.discharge_limit,
+            protocol_version=int(self.version),
             internal_errors=snap.internal_errors + self.guard.errors,
         )
         msg.header.stamp = self.get_clock().now().to_msg()

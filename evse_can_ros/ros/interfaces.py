@@ -19,6 +19,7 @@ from typing import Any
 from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState
+from std_msgs.msg import Float64
 
 from evse_can_ros import msg as ros
 from evse_can_ros.protocol import (
@@ -30,12 +31,21 @@ from evse_can_ros.protocol import (
     ChargeSessionFinished,
     ChargeStatusChange,
     ChargingLoop,
+    DcPowerControl,
     EmergencyStop,
     EvIdCcsPart2Din,
+    EvInformationBattery,
+    EvInformationChargeLimits,
+    EvInformationDischargeLimits,
+    EvInformationEnergy,
+    EvInformationVoltages,
     InsulationTest,
     McsExtraInformation,
     NewChargeSession,
+    NewChargeSessionV3,
+    OcppControl,
     Precharge,
+    ProtocolVersion,
 )
 
 LATCHED = QoSProfile(
@@ -75,13 +85,28 @@ class Topic:
 TOPICS: tuple[Topic, ...] = (
     # --- the controller's messages, decoded by the bridge (spec 6.6-6.19) ---------------------
     Topic("new_charge_session", ros.NewChargeSession, EVENTS, BRIDGE, (DRIVER, SERVER),
-          (NewChargeSession,), "vehicle and session data, every 100 ms until System_Enable"),
+          (NewChargeSession, NewChargeSessionV3),
+          "vehicle and session data, every 100 ms until System_Enable (v3: protocol and plug)"),
     Topic("insulation_test", ros.InsulationTest, EVENTS, BRIDGE, (DRIVER,), (InsulationTest,),
           "test voltage requests"),
     Topic("precharge", ros.Precharge, EVENTS, BRIDGE, (DRIVER,), (Precharge,),
           "precharge requests (CCS/MCS)"),
     Topic("charging_loop", ros.ChargingLoop, EVENTS, BRIDGE, (DRIVER, SERVER), (ChargingLoop,),
           "voltage/current requests, SoC"),
+    Topic("dc_power_control", ros.DcPowerControl, EVENTS, BRIDGE, (DRIVER,), (DcPowerControl,),
+          "v3: power function, setpoints (signed), contactors, lowering"),
+    Topic("ocpp_control", ros.OcppControl, EVENTS, BRIDGE, (DRIVER,), (OcppControl,),
+          "v3: the CSMS's Dynamic_Target_Current (signed)"),
+    Topic("ev_information_battery", ros.EvInformationBattery, LATCHED, BRIDGE, (SERVER,),
+          (EvInformationBattery,), "v3: capacity and SoC (present, minimum, target, maximum)"),
+    Topic("ev_information_voltages", ros.EvInformationVoltages, LATCHED, BRIDGE,
+          (DRIVER, SERVER), (EvInformationVoltages,), "v3: the vehicle's voltages"),
+    Topic("ev_information_charge_limits", ros.EvInformationChargeLimits, LATCHED, BRIDGE,
+          (SERVER,), (EvInformationChargeLimits,), "v3: the vehicle's charge limits"),
+    Topic("ev_information_discharge_limits", ros.EvInformationDischargeLimits, LATCHED, BRIDGE,
+          (), (EvInformationDischargeLimits,), "v3: the vehicle's discharge limits"),
+    Topic("ev_information_energy", ros.EvInformationEnergy, LATCHED, BRIDGE, (),
+          (EvInformationEnergy,), "v3: energy the vehicle still wants (signed)"),
     Topic("charge_status_change", ros.ChargeStatusChange, EVENTS, BRIDGE, (DRIVER,),
           (ChargeStatusChange,), "charge started / stopped"),
     Topic("emergency_stop", ros.EmergencyStop, EVENTS, BRIDGE, (DRIVER, SERVER),
@@ -101,7 +126,7 @@ TOPICS: tuple[Topic, ...] = (
     Topic("battery_state", BatteryState, LATCHED, BRIDGE, (), (),
           "sensor_msgs/BatteryState of the vehicle in the session, 1 Hz"),
     Topic("power_modules_limits", ros.PowerModulesLimits, LATCHED, BRIDGE, (DRIVER,), (),
-          "Power_Modules_Limits as sent (and the local power limit)"),
+          "Power_Modules_Limits / DC_Power_Parameters as sent (and the local power limit)"),
     Topic("sequence_control", ros.SequenceControl, LATCHED, BRIDGE, (SERVER,), (),
           "Sequence_Control flags as sent"),
     Topic("can_rx", ros.CanFrame, RAW, BRIDGE, (), (), "raw frames received (publish_raw_frames)"),
@@ -116,6 +141,8 @@ TOPICS: tuple[Topic, ...] = (
           "availability for the depot, on change"),
     Topic("safe_to_unplug", ros.SafeToUnplug, SAFE_TO_UNPLUG, SERVER, (), (),
           "stamped, with the reason; on change and every second (deadline 2 s)"),
+    Topic("operating_point", Float64, LATCHED, SERVER, (DRIVER,), (),
+          "v3 Range_Mode operating point of a V2G goal [A, signed]; NaN = the range maximum"),
 )  # fmt: skip
 
 TOPIC = {t.name: t for t in TOPICS}
@@ -128,6 +155,11 @@ TOPIC_OF_MESSAGE: dict[type[CanMessage], Topic] = {m: t for t in TOPICS for m in
 def subscriptions(node: str) -> tuple[Topic, ...]:
     """Return the topics ``node`` subscribes to."""
     return tuple(t for t in TOPICS if node in t.subscribers)
+
+
+def message_of(topic: Topic, version: ProtocolVersion) -> type[CanMessage] | None:
+    """Return the protocol message ``topic`` carries on interface ``version`` (None: none)."""
+    return next((m for m in topic.messages if m in version.message_types), None)
 
 
 def publications(node: str) -> tuple[Topic, ...]:

@@ -16,12 +16,16 @@ from evse_can_ros.core.charge_session import SessionConfig
 from evse_can_ros.core.controller_sim import ControllerSimConfig, Scenario
 from evse_can_ros.core.power_module import PowerModuleConfig
 from evse_can_ros.core.vehicle import VehicleParams
-from evse_can_ros.ros.controller_sim_node import SimInterfaceConfig, SimLinkConfig
+from evse_can_ros.ros.controller_sim_node import SimLinkConfig
 from evse_can_ros.ros.converter_driver_node import DriverConfig
+from evse_can_ros.ros.params import InterfaceConfig
 from evse_can_ros.transport import LinkConfig
 
 EXTRA = {  # parameters declared directly by a node (not from a config dataclass)
-    "database_path": ("", "CAN database (.dbc/.kcd); empty = the packaged v2.7 database"),
+    "database_path": (
+        "",
+        "CAN database (.dbc/.kcd); empty = the packaged database of protocol_version",
+    ),
     "publish_raw_frames": (False, "publish every received/sent frame on can_rx / can_tx"),
     "charge_server.pistol_index": (1, "pistol index (for charger_availability)"),
 }
@@ -30,7 +34,7 @@ NODES: tuple[tuple[str, str, tuple[tuple[str, Any], ...], tuple[str, ...]], ...]
     (
         "can_bridge",
         "The CAN bridge of one pistol.",
-        (("", BridgeConfig), ("can_", LinkConfig)),
+        (("", BridgeConfig), ("", InterfaceConfig), ("can_", LinkConfig)),
         ("database_path", "publish_raw_frames"),
     ),
     (
@@ -42,6 +46,7 @@ NODES: tuple[tuple[str, str, tuple[tuple[str, Any], ...], tuple[str, ...]], ...]
         (
             ("", DriverConfig),
             ("", PowerModuleConfig),
+            ("", InterfaceConfig),
             ("simulated.", SimulatedConverterParams),
             ("infypower.", InfyPowerParams),
         ),
@@ -50,14 +55,14 @@ NODES: tuple[tuple[str, str, tuple[tuple[str, Any], ...], tuple[str, ...]], ...]
     (
         "charge_server",
         "The Charge action of one pistol.",
-        (("", SessionConfig),),
+        (("", SessionConfig), ("", InterfaceConfig)),
         ("charge_server.pistol_index",),
     ),
     (
         "controller_simulator",
         "The Advantics controller and a vehicle (simulation only).",
         (
-            ("", SimInterfaceConfig),
+            ("", InterfaceConfig),
             ("", ControllerSimConfig),
             ("can_", SimLinkConfig),
             ("vehicle.", VehicleParams),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -13,10 +14,28 @@ from rclpy.exceptions import (
 )
 from rclpy.node import Node
 
-from evse_can_ros.config import ConfigError, describe, from_mapping
+from evse_can_ros.config import ConfigError, check, describe, from_mapping, param
+from evse_can_ros.protocol import Codec, ProtocolVersion, load_codec
 from evse_can_ros.text import one_line
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class InterfaceConfig:
+    """The interface version every node of a pistol speaks (all nodes must agree)."""
+
+    protocol_version: int = param(
+        2,
+        "Generic EVSE CAN interface version: 2, or 3 (DC_Power_Control, EV_Information_*, "
+        "bidirectional power transfer)",
+        min=2,
+        max=3,
+    )
+
+    def __post_init__(self) -> None:
+        check(self)
+
 
 _BIG_FLOAT = sys.float_info.max
 _BIG_INT = 2**62
@@ -86,3 +105,26 @@ def _type_hint(default: Any) -> str:
     if isinstance(default, int):
         return "must be an integer"
     return "must be a string"
+
+
+def declare_interface(node: Node) -> ProtocolVersion:
+    """Declare ``protocol_version`` (read-only); return it. Raises ConfigError."""
+    return ProtocolVersion(declare_config(node, InterfaceConfig).protocol_version)
+
+
+def declare_codec(node: Node) -> Codec:
+    """Declare ``protocol_version`` and ``database_path``; return the codec they select.
+
+    Raises ConfigError or ProtocolError (e.g. a database of the other version).
+    """
+    version = declare_interface(node)
+    path = node.declare_parameter(
+        "database_path",
+        "",
+        ParameterDescriptor(
+            description="CAN database (.dbc/.kcd); empty = the packaged database of "
+            "protocol_version",
+            read_only=True,
+        ),
+    ).value
+    return load_codec(path or None, version)

@@ -130,6 +130,20 @@ def add_goal_arguments(p: argparse.ArgumentParser, target_soc: float = 0.0) -> N
         help="session power limit [kW] (default: none)",
     )
     p.add_argument(
+        "--max-discharge-current",
+        type=float,
+        default=0.0,
+        metavar="A",
+        help="V2G (--protocol-version 3): take up to this current from the vehicle (default 0)",
+    )
+    p.add_argument(
+        "--min-soc",
+        type=float,
+        default=0.0,
+        metavar="PCT",
+        help="V2G: discharge down to this SoC [%%], then charge (default: the vehicle's minimum)",
+    )
+    p.add_argument(
         "--no-authorise-start", action="store_true", help="do not send Start_Charge_Authorisation"
     )
     p.add_argument(
@@ -146,6 +160,7 @@ def goal_values(args: argparse.Namespace) -> dict[str, float | bool]:
     """Charge goal fields (SI units) from the command-line options, validated."""
     from evse_can_ros.config import ConfigError
     from evse_can_ros.core.charge_session import validate_goal
+    from evse_can_ros.protocol import ProtocolVersion
 
     values: dict[str, float | bool] = {
         "target_soc": args.target_soc,
@@ -155,12 +170,15 @@ def goal_values(args: argparse.Namespace) -> dict[str, float | bool]:
         "max_voltage": args.max_voltage,
         "max_current": args.max_current,
         "max_power": args.max_power * 1000.0,
+        "max_discharge_current": args.max_discharge_current,
+        "min_soc": args.min_soc,
         "authorise_start": not args.no_authorise_start,
         "accept_ccs_authorisation": not args.refuse_ccs_authorisation,
         "press_chademo_start": not args.no_chademo_start,
     }
-    try:
-        validate_goal(**values)
+    version = ProtocolVersion(getattr(args, "protocol_version", None) or 3)
+    try:  # the charge server checks the version; here only what needs none
+        validate_goal(version, **values)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     return values
@@ -271,9 +289,21 @@ def _add_charger_arguments(p: argparse.ArgumentParser, sim: bool) -> None:
         ),
     )
     p.add_argument("--can-bitrate", type=int, default=None, help="bit/s (0 = interface default)")
-    p.add_argument("--params-file", default="", help="ROS 2 parameters YAML for every node")
+    p.add_argument(
+        "--params-file",
+        default="",
+        help="ROS 2 parameters YAML for every node; a bare name (sim_v2g.yaml) is looked up "
+        "in the package's config folder",
+    )
     p.add_argument(
         "--converter-backend", default=None, help="power-module backend (default simulated)"
+    )
+    p.add_argument(
+        "--protocol-version",
+        type=int,
+        choices=(2, 3),
+        default=None,
+        help="Generic EVSE CAN interface version of every node (default: params file, else 2)",
     )
     p.add_argument(
         "--auto-activate",
@@ -289,7 +319,14 @@ def charger_options(args: argparse.Namespace, sim: bool) -> ChargerOptions:
     import os
 
     if args.params_file and not os.path.isfile(args.params_file):
-        raise CliError(f"params file {args.params_file} not found")
+        from evse_can_ros.tools.resources import config_file
+
+        try:  # a packaged configuration by name (e.g. sim_v2g.yaml)
+            if os.sep in args.params_file:
+                raise FileNotFoundError(args.params_file)
+            args.params_file = str(config_file(args.params_file))
+        except FileNotFoundError:
+            raise CliError(f"params file {args.params_file} not found") from None
     channel = args.can_channel
     if sim and channel is None and args.can_interface == "virtual":
         channel = f"evse-sim-{os.getpid()}"
@@ -301,6 +338,7 @@ def charger_options(args: argparse.Namespace, sim: bool) -> ChargerOptions:
             can_channel=channel,
             can_bitrate=args.can_bitrate,
             converter_backend=args.converter_backend,
+            protocol_version=args.protocol_version,
             sim=sim or bool(getattr(args, "sim", False)),
             auto_activate=None if args.auto_activate is None else args.auto_activate == "true",
             params_file=args.params_file,
