@@ -450,7 +450,9 @@ def _run_bridge(  # noqa: PLR0917  (bench plumbing)
         "rx_probe": {
             p: list(zip(pr.rx_in, pr.rx_out, pr.rx_seq, strict=True)) for p, pr in probes.items()
         },
-        "tx": {p: list(pr.tx) for p, pr in probes.items()},
+        "tx": {p: list(pr.tx) for p, pr in probes.items()}
+        if reference is None
+        else {1: list(reference.tx_times)},
         "window": [w0, w1],
         "gc": [(t, d, g) for t, d, g in zip(gc_t, gc_d, gc_g, strict=True) if w0 <= t <= w1],
         "gc_threshold": gc.get_threshold(),

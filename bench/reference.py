@@ -10,11 +10,18 @@ One ``BatteryState`` per received frame on ``/<ns>/pistol<N>/battery``: ``Chargi
 ``Target_Voltage`` / ``Target_Current`` in ``voltage`` / ``current`` (``present`` = True, the
 benchmark's sequence number is encoded there); other frames are published with
 ``present`` = False.
+
+Transmit yardstick: a thread sends one frame per pistol every 100 ms at absolute deadlines
+(``time.sleep`` to the next one), the minimal periodic sender; its send times give the
+machine's own period jitter, to read the product's ``Power_Modules_Status`` jitter against.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import time
+from array import array
 from typing import Any
 
 PISTOL_SHIFT = 24
@@ -46,6 +53,27 @@ class ReferencePipeline:
         self.buses = [can.Bus(interface="virtual", channel=ch) for ch in set(channels.values())]
         self.frames = 0
         self.notifier = can.Notifier(self.buses, [self.on_message], timeout=0.05)
+        self.tx_times = array("d")  # send times of pistol 1's periodic frame
+        self._stop = threading.Event()
+        status = {p: can.Message(arbitration_id=(p << PISTOL_SHIFT) | 0x60010, data=bytes(8))
+                  for p in channels}  # fmt: skip
+        bus_of = {ch: bus for ch, bus in zip(set(channels.values()), self.buses, strict=True)}
+        sends = [(bus_of[channels[p]], msg) for p, msg in sorted(status.items())]
+        self._tx = threading.Thread(target=self._transmit, args=(sends,), name="ref-tx")
+        self._tx.daemon = True
+        self._tx.start()
+
+    def _transmit(self, sends: list[tuple[Any, Any]]) -> None:
+        """Send every pistol's frame every 100 ms at absolute deadlines."""
+        due = time.monotonic()
+        while not self._stop.is_set():
+            due += 0.1
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.tx_times.append(time.monotonic())
+            for bus, msg in sends:
+                bus.send(msg)
 
     def on_message(self, msg: Any) -> None:
         """Decode one frame and publish it (on the Notifier thread)."""
@@ -72,7 +100,9 @@ class ReferencePipeline:
         return min(p.get_subscription_count() for p in self.publishers.values())
 
     def close(self) -> None:
-        """Stop the Notifier, release the buses and the node."""
+        """Stop the Notifier and the sender, release the buses and the node."""
+        self._stop.set()
+        self._tx.join(timeout=1.0)
         self.notifier.stop()
         for bus in self.buses:
             bus.shutdown()

@@ -97,7 +97,7 @@ def extract(
         out[f"{prefix}_p99"] = (r["latency"]["p99_ms"], ref(ref_l, "latency.p99_ms"))
         out[f"{prefix}_cpu"] = (r["bridge_cpu_pct"], ref(ref_l, "bridge_cpu_pct"))
         tx = r["tx_p99_worst_pistol_ms"] if prefix == "x8" else r["tx_period_deviation"]["p99_ms"]
-        out[f"{prefix}_tx"] = (tx, None)
+        out[f"{prefix}_tx"] = (tx, ref(ref_l, "tx_period_deviation.p99_ms"))
         pauses.append(r["gc_max_pause_ms"])
     if pauses:
         out["gc_pause"] = (max(pauses), None)

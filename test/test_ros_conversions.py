@@ -31,6 +31,8 @@ def test_stamp_now_keeps_simulated_time() -> None:
     clock.set_ros_time_override(Time(seconds=42, nanoseconds=5, clock_type=ClockType.ROS_TIME))
     stamp = conv.stamp_now(clock)
     assert (stamp.sec, stamp.nanosec) == (42, 5)
+    into = conv.stamp_now(ROSClock())
+    assert conv.stamp_now(clock, into=into) is into and (into.sec, into.nanosec) == (42, 5)
 
 
 def test_stamp_now_of_a_steady_clock_is_the_steady_time() -> None:

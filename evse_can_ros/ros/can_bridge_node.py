@@ -163,8 +163,9 @@ class CanBridgeNode(Node):
                 LocalSafetyLink.publish(self, "emergency_stop", message)
             publisher = self.pub_typed.get(type(message))
             if publisher is not None:
-                stamp = conv.stamp_now(self._clock)
-                publisher.publish(conv.to_ros(message, stamp, self.codec, self._rx_messages))
+                out = conv.to_ros(message, None, self.codec, self._rx_messages)
+                conv.stamp_now(self._clock, into=out.header.stamp)
+                publisher.publish(out)
             if isinstance(message, EmergencyStop):  # PM-49
                 self.get_logger().error(
                     f"Emergency_Stop received, origin {message.origin.label}",
