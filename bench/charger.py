@@ -540,6 +540,8 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=3, help="fresh processes per heartbeat figure")
     p.add_argument("--estop-trials", type=int, default=20, help="emergency stops (one process)")
     p.add_argument("--startup-runs", type=int, default=3, help="fresh processes per start-up")
+    p.add_argument("--parts", choices=["all", "safety", "startup"], default="all",
+                   help="safety (4-5), startup (6) or both")  # fmt: skip
     p.add_argument("--fault-after", type=float, default=4.0,
                    help="s of charging before the fault (end-to-end samples)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=40.0, help="per trial")
@@ -560,8 +562,10 @@ def main() -> int:
         return 0
 
     rep = benchlib.Report("charger (one process, sim=True, virtual bus, instantaneous converter)")
-    details: dict[str, Any] = {}
+    details: dict[str, Any] = {"heartbeat": [], "estop": [], "estop_trials": []}
     common = ["--fault-after", str(args.fault_after), "--timeout", str(args.timeout)]
+    if args.parts == "startup":
+        return _startup_report(args, rep, details)
     for kind in ("heartbeat", "estop"):
         runs = []
         for n in range(args.trials):
@@ -574,13 +578,6 @@ def main() -> int:
         timeout=60.0 + args.estop_trials * args.timeout,
     )["trials"]
     details["estop_trials"] = estops
-    details["startup"] = {}
-    for pistols in (1, 8):
-        runs = []
-        for n in range(args.startup_runs):
-            print(f"-- start-up {pistols} pistol(s) {n + 1}/{args.startup_runs}", file=sys.stderr)
-            runs.append(worker("startup", ["--pistols", str(pistols)]))
-        details["startup"][pistols] = runs
 
     def values(kind: str, key: str) -> list[float]:
         return [r[key] for r in details[kind] if r.get(key) is not None]
@@ -619,6 +616,26 @@ def main() -> int:
         s = benchlib.summary_ms(data)
         rep.add(f"end to end: {label} p50", s["p50_ms"], "ms", note=f"n={s['n']}")
         rep.add(f"end to end: {label} p99", s["p99_ms"], "ms", note=f"max {s['max_ms']:.1f} ms")
+    charging = [
+        r["rss_charging_kib"]["VmRSS"] for r in details["estop"] if r.get("rss_charging_kib")
+    ]
+    if charging:
+        rep.add("RSS 1 pistol while charging", max(charging) / 1024, "MiB")
+    if args.parts == "safety":
+        rep.details = details
+        return rep.finish(args)
+    return _startup_report(args, rep, details)
+
+
+def _startup_report(args: Any, rep: benchlib.Report, details: dict[str, Any]) -> int:
+    """Start-up and RSS of 1 and 8 pistols (fresh processes), added to ``rep``."""
+    details["startup"] = {}
+    for pistols in (1, 8):
+        runs = []
+        for n in range(args.startup_runs):
+            print(f"-- start-up {pistols} pistol(s) {n + 1}/{args.startup_runs}", file=sys.stderr)
+            runs.append(worker("startup", ["--pistols", str(pistols)]))
+        details["startup"][pistols] = runs
     for pistols, runs in details["startup"].items():
         ok = [r for r in runs if r.get("spawn_to_first_status_s") is not None]
         if not ok:
@@ -629,17 +646,23 @@ def main() -> int:
                 max(r["spawn_to_constructed_s"] for r in ok), "s (worst)",
                 note=f"python {worst['python_start_s']:.2f} s, imports {worst['imports_s']:.2f} s,"
                 f" construct {worst['construct_s']:.2f} s")  # fmt: skip
+        firsts = [r["spawn_to_first_status_s"] for r in ok]
         rep.add(f"start-up {pistols} pistol(s): exec -> first Power_Modules_Status",
-                max(r["spawn_to_first_status_s"] for r in ok), "s (worst)",
-                "< 3" if pistols == 1 else "", note=f"{4 * pistols} nodes")  # fmt: skip
+                benchlib.percentile(firsts, 50), "s (median)",
+                "<= 1" if pistols == 1 else "<= 2",
+                note=f"{4 * pistols} nodes; {len(ok)} runs: "
+                + ", ".join(f"{x:.2f}" for x in firsts))  # fmt: skip
         rep.add(f"RSS {pistols} pistol(s) after start-up",
                 max(r["rss_kib"]["VmRSS"] for r in ok) / 1024, "MiB",
                 note=f"peak {max(r['rss_kib']['VmHWM'] for r in ok) / 1024:.0f} MiB")  # fmt: skip
-    charging = [
-        r["rss_charging_kib"]["VmRSS"] for r in details["estop"] if r.get("rss_charging_kib")
-    ]
-    if charging:
-        rep.add("RSS 1 pistol while charging", max(charging) / 1024, "MiB")
+    rss = {
+        p: benchlib.percentile([r["rss_kib"]["VmRSS"] / 1024 for r in runs], 50)
+        for p, runs in details["startup"].items()
+        if runs
+    }
+    if 1 in rss and 8 in rss:
+        rep.add("RSS per extra pistol", (rss[8] - rss[1]) / 7, "MiB",
+                note="(median RSS 8 pistols - 1 pistol) / 7, sim: 4 nodes/pistol")  # fmt: skip
     rep.details = details
     return rep.finish(args)
 

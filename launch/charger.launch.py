@@ -12,6 +12,12 @@ charger with ``PushRosNamespace`` / ``GroupAction`` (``/site_a/evse/pistol1``); 
 ``auto_activate:=false`` it stays unconfigured, output off, for a lifecycle manager or
 ``ros2 lifecycle set``. Log levels: ``log_level`` for every node, ``<node>_log_level`` for one.
 
+Process layout: one process per node and pistol. Each ``can_bridge`` process opens its own CAN
+socket, filtered (by the kernel on SocketCAN) to its pistol index, so it never wakes for the
+frames of the other pistols on the bus. ``evse-can-ros run --pistols ...`` runs the same nodes
+in one process, where the bridges of one bus share one link (one socket, one receive and one
+transmit thread): cheaper for many pistols (docs/performance.md, capacity table).
+
 Examples::
 
     ros2 launch evse_can_ros charger.launch.py can_channel:=can0

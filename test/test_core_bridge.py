@@ -8,7 +8,7 @@ import math
 import pytest
 
 from evse_can_ros.config import ConfigError
-from evse_can_ros.core.bridge import BridgeConfig, BridgeCore, RxKind
+from evse_can_ros.core.bridge import HOUSEKEEPING_PERIOD, BridgeConfig, BridgeCore, RxKind
 from evse_can_ros.protocol import (
     AdmCsSeccOutputs,
     AdvanticsControllerStatus,
@@ -114,7 +114,7 @@ def test_pm07_heartbeat_loss_after_200_ms(core: BridgeCore, codec: Codec) -> Non
     assert core.alive and not events
     _, events = core.poll(0.2005)
     assert not core.alive and [e.kind for e in events] == ["controller_lost"]
-    assert core.next_wakeup(0.1) <= 0.1 + 0.05
+    assert core.next_wakeup(0.1) <= 0.1 + HOUSEKEEPING_PERIOD
     core.on_frame(0.3, hb(codec, S.CHARGING))
     assert core.alive and core.counters.heartbeat_losses == 1
 
@@ -204,7 +204,7 @@ def test_status_schedule_restarts_after_a_stall(core: BridgeCore) -> None:
     core.set_power_status(1.0, status())
     out, _ = core.poll(1.0)  # 1 s late: one frame, not a burst of 10
     assert names(out) == ["Power_Modules_Status"]
-    assert core.next_wakeup(1.0) == pytest.approx(1.05)  # the regular 50 ms housekeeping tick
+    assert core.next_wakeup(1.0) == pytest.approx(1.0 + HOUSEKEEPING_PERIOD)  # housekeeping
 
 
 # --- limits and sequence flags ----------------------------------------------------------------

@@ -51,7 +51,7 @@ DISTRIBUTIONS = {
     "python3-rosbags-pip": "rosbags",
     "python3-matplotlib": "matplotlib",
 }
-OWN_MODULES = {"evse_can_ros", "benchlib", "ros2_tools", "conftest"}
+OWN_MODULES = {"evse_can_ros", "benchlib", "reference", "targets", "ros2_tools", "conftest"}
 
 
 def dependencies() -> dict[str, ET.Element]:

@@ -302,6 +302,30 @@ def test_ccs_like_session_follows_the_requests(rig: Rig) -> None:
 # --- de-energising -------------------------------------------------------------------------------
 
 
+def test_timers_run_at_the_idle_rate_only_between_sessions(rig: Rig) -> None:
+    """Idle: control loop at idle_period publishing the status itself, converter_status 1 Hz;
+    the first New_Charge_Session brings every full rate back (issue 16)."""
+    control, status, converter = rig.driver._timers[:3]
+    cfg = rig.driver.config
+
+    def idle() -> bool:
+        return (
+            control.timer_period_ns == round(cfg.idle_period * 1e9)
+            and status.is_canceled()
+            and converter.timer_period_ns == round(1e9)
+        )
+
+    assert wait(idle, 2.0) < math.inf
+    rig.ctl.state(1)
+    assert wait(lambda: rig.bus("Present_Voltage") >= 0.0, 2.0) < math.inf  # status flows
+    assert rig.open_session() < 5.0
+    assert control.timer_period_ns == round(cfg.control_period * 1e9)
+    assert not status.is_canceled()
+    assert converter.timer_period_ns == round(cfg.converter_status_period * 1e9)
+    rig.ctl.state(1)  # Waiting_For_PEV: the session is over
+    assert wait(idle, 2.0) < math.inf
+
+
 def test_emergency_stop_de_energises_within_100_ms_on_the_fast_path(rig: Rig) -> None:
     """In one process the bridge hands Emergency_Stop to the driver on its receive thread."""
     rig.to_charging(150.0)
@@ -449,3 +473,58 @@ def test_node_executable_exits_2_with_one_line_for_a_bad_backend() -> None:
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("converter_driver:")]
     assert len(errors) == 1 and "available: infypower, simulated" in errors[0]
+
+
+def test_pistols_sharing_one_link_each_stop_their_own_driver(
+    harness: RosHarness, vendor_kcd: Any
+) -> None:
+    """One bus, one link (issue 16): two bridges of one process share a receive thread; pistol
+    2's Emergency_Stop reaches pistol 2's driver on that thread, pistol 1 goes on."""
+    from evse_can_ros.transport import LinkPool
+
+    channel = f"cd-{uuid.uuid4().hex[:8]}"
+    links = LinkPool()
+    peers = {p: BusPeer("virtual", channel, vendor_kcd, pistol_index=p) for p in (1, 2)}
+    nodes: list[Any] = []
+    seen: list[tuple[int, str]] = []
+    try:
+        drivers = {}
+        for p in (1, 2):
+            ns = f"/t{uuid.uuid4().hex[:8]}/pistol{p}"
+            params = {"can_interface": "virtual", "can_channel": channel, "can_bitrate": 0,
+                      "pistol_index": p}  # fmt: skip
+            nodes.append(harness.add(
+                CanBridgeNode,
+                namespace=ns,
+                links=links,
+                parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+            ))  # fmt: skip
+            driver = harness.add(ConverterDriverNode, namespace=ns)
+            nodes.append(driver)
+            drivers[p] = driver
+            original = driver._on_local_safety
+
+            def spy(kind: str, payload: Any, p: int = p, original: Any = original) -> None:
+                seen.append((p, threading.current_thread().name))
+                original(kind, payload)
+
+            LocalSafetyLink.unsubscribe(driver, original)
+            LocalSafetyLink.subscribe(driver, spy)
+        assert nodes[0].link.shared is nodes[2].link.shared  # one link for the bus
+        assert len(links.links) == 1 and links.links[0].pistols == (1, 2)
+        for peer in peers.values():
+            peer.heartbeat(1)
+        assert harness.wait_for(
+            lambda: all(peer.frames("Power_Modules_Status") for peer in peers.values()), 5.0
+        )
+        peers[2].send("Emergency_Stop", {"Origin": 1})
+        assert harness.wait_for(lambda: seen, 2.0)
+        assert seen == [(2, "can-rx")]  # its own driver, on the receive thread
+        assert drivers[2].core is not None and drivers[2].core.module.latched
+        assert drivers[1].core is not None and not drivers[1].core.module.latched
+    finally:
+        for node in reversed(nodes):
+            harness.remove(node)
+        links.close()
+        for peer in peers.values():
+            peer.close()

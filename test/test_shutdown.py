@@ -84,6 +84,26 @@ def test_run_switches_the_output_off_on_a_signal(sig: int, tmp_path: Path) -> No
     assert "Traceback" not in text
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_run_with_two_pistols_shuts_down_cleanly(sig: int, tmp_path: Path) -> None:
+    """rclpy's SIGINT handler shuts the context down first, which destroys the nodes: the
+    charger's own destroy then meets nodes without a handle and must neither raise nor skip an
+    output. SIGTERM only ends the spin loop (the handler may run inside a callback)."""
+    channel = f"shut-{uuid.uuid4().hex[:6]}"
+    proc, log = start(
+        [*CLI, "run", "--pistols", "1,2", "--can-interface", "virtual", "--can-channel",
+         channel, "--log-level", "info"],
+        "charger running",
+        tmp_path,
+    )  # fmt: skip
+    time.sleep(1.0)
+    code, text = stop_and_read(proc, log, sig)
+    assert code == 0, text
+    for pistol in (1, 2):  # released by the context's shutdown, or by the charger's destroy
+        assert f"[evse.pistol{pistol}.converter_driver]: output off" in text, text
+    assert "Traceback" not in text
+
+
 def test_sim_switches_the_output_off_on_sigterm_mid_charge(tmp_path: Path) -> None:
     proc, log = start([*CLI, "sim", "--log-level", "info"], "charging", tmp_path)
     code, text = stop_and_read(proc, log, signal.SIGTERM)

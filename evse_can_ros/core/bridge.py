@@ -96,6 +96,10 @@ _PER_SESSION_RESET: dict[str, Any] = {
 }
 
 
+HOUSEKEEPING_PERIOD = 0.1
+"""s: :meth:`BridgeCore.poll` runs at least this often (every deadline is in next_wakeup)."""
+
+
 @dataclass(frozen=True)
 class BridgeConfig:
     """Protocol timing and policy of one bridge (one pistol)."""
@@ -624,7 +628,7 @@ class BridgeCore:
 
     def next_wakeup(self, now: float) -> float:
         """Latest time at which :meth:`poll` must run again."""
-        candidates = [now + 0.05]
+        candidates = [now + HOUSEKEEPING_PERIOD]
         if self._next_status is not None and self.power_status is not None:
             candidates.append(self._next_status)
         if self.alive and self.last_heartbeat is not None:

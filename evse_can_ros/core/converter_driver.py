@@ -37,6 +37,7 @@ from evse_can_ros.core.power_stage import (
     Capabilities,
     FollowsControllerState,
     Measurement,
+    Mode,
     PowerStage,
     Setpoint,
 )
@@ -183,6 +184,17 @@ class ConverterDriver:
         log.info("output off: %s", reason)
 
     # --- read-outs --------------------------------------------------------------------------
+
+    @property
+    def full_rate(self) -> bool:
+        """True while the control loop must run at its full rate.
+
+        That is while a session is open (also a latched one, until it ends: the controller
+        watches the reported voltage fall) or the applied setpoint is not OFF (the link timeout
+        and the output watchdog then count). Otherwise the output is off, the watchdog is
+        disarmed and the loop only keeps the report fresh: it may run slowly (idle).
+        """
+        return self.module.in_session or self.loop.applied.mode is not Mode.OFF
 
     def status(self) -> PowerModulesStatus | None:
         """Return the Power_Modules_Status to report now (None: nothing valid yet)."""

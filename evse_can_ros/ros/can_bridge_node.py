@@ -1,13 +1,17 @@
 """``can_bridge``: the Generic EVSE CAN interface v2 as typed ROS 2 topics and services.
 
-Threads (see README, "Performance"):
+Threads (see README, "Performance"). One bus, one link: the bridges of one process on the same
+bus (``links``, given by the one-process charger) share one
+:class:`~evse_can_ros.transport.SharedLink`, so the two threads below serve every pistol of the
+bus; a bridge alone in its process has its own.
 
-* the CAN receive thread (transport) decodes each frame and publishes the typed topic directly;
-  an ``Emergency_Stop`` also goes to the converter driver of the same process at once
+* the CAN receive thread (transport) hands each frame to the bridge of its pistol index, which
+  decodes it and publishes the typed topic directly; an ``Emergency_Stop`` also goes to the
+  converter driver of the same pistol and process at once
   (:class:`~evse_can_ros.ros.common.LocalSafetyLink`), before the topic;
-* the transmit thread runs :meth:`BridgeCore.poll` at the core's next deadline: periodic frames,
-  heartbeat supervision and the periodic ``controller_state``;
-* the executor (single-threaded) runs services, the power-status subscription and diagnostics.
+* the transmit thread runs each bridge's :meth:`BridgeCore.poll` at that core's next deadline:
+  periodic frames, heartbeat supervision and the periodic ``controller_state``;
+* the executor runs services, the power-status subscription and diagnostics.
 
 Both threads are guarded: an exception is counted (``internal_errors`` in /diagnostics, ERROR),
 and the controller is reported lost (the converter driver switches off); a transmit loop that
@@ -45,14 +49,13 @@ from evse_can_ros.protocol import (
     PowerModulesLimits,
     ProtocolError,
     SequenceControl,
-    pistol_filter,
 )
 from evse_can_ros.ros import conversions as conv
 from evse_can_ros.ros.common import Guard, LocalSafetyLink, NodeConfigError, start_link
 from evse_can_ros.ros.interfaces import BRIDGE, TOPIC, TOPIC_OF_MESSAGE, publications
 from evse_can_ros.ros.params import declare_codec, declare_config
 from evse_can_ros.text import one_line
-from evse_can_ros.transport import CanLink, LinkConfig
+from evse_can_ros.transport import LinkConfig, LinkPool, Scheduled, SharedLink
 
 STATE_EVENTS = ("controller_lost", "controller_alive", "state")
 TX_ERROR_BACKOFF = 0.01
@@ -62,30 +65,34 @@ TX_ERROR_BACKOFF = 0.01
 class CanBridgeNode(Node):
     """See module docstring. Raises NodeConfigError for bad parameters."""
 
-    def __init__(self, node_name: str = "can_bridge", **kwargs: Any) -> None:
+    def __init__(
+        self, node_name: str = "can_bridge", *, links: LinkPool | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(node_name, **kwargs)
         self._declare_parameters()
         self.state_period = 0.1
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._next_state = 0.0
+        self._tx: Scheduled | None = None
+        self._clock = self.get_clock()
+        self._rx_messages: dict[type, Any] = {}  # reused by the receive thread (to_ros)
         self.core = BridgeCore(self.codec, self.config)
         self._frame_id = f"{self.link_config.interface}:{self.link_config.channel}"
         self.guard = Guard(self, self._internal_error)
         self._create_interfaces()
         self._diag_last = (time.monotonic(), 0, 0)
-        self.link = CanLink(
-            self.link_config,
-            self._on_frame,
-            self._on_link,
-            filters=[pistol_filter(self.config.pistol_index)],
-        )
+        # one link per bus: the bridges of a process on the same bus share its receive thread
+        # and its transmit thread (links given by the one-process charger); alone otherwise
+        pistol = self.config.pistol_index
+        if links is not None:
+            self.link = links.attach(self.link_config, pistol, self._on_frame, self._on_link)
+        else:
+            self.link = SharedLink(self.link_config).attach(pistol, self._on_frame, self._on_link)
         start_link(self, self.link)
-        self._tx_thread = threading.Thread(target=self._tx_loop, name="can-tx", daemon=True)
-        self._tx_thread.start()
+        self._tx = self.link.schedule(self._tx_tick, f"can_bridge pistol {pistol}")
         self.get_logger().info(
-            f"bridging pistol {self.config.pistol_index} on {self.link.describe()} "
+            f"bridging pistol {pistol} on {self.link.describe()} "
             f"({self.link_config.bitrate or 'interface default'} bit/s, database "
             f"{self.codec.database_path.name})"
         )
@@ -148,7 +155,7 @@ class CanBridgeNode(Node):
             result = self.core.on_frame(now, frame)
             events_pending = self.core.has_events
         if events_pending:
-            self._wake.set()
+            self._wake_tx()
         if result.kind is RxKind.MESSAGE:
             message = result.message
             assert message is not None
@@ -156,9 +163,9 @@ class CanBridgeNode(Node):
                 LocalSafetyLink.publish(self, "emergency_stop", message)
             publisher = self.pub_typed.get(type(message))
             if publisher is not None:
-                publisher.publish(
-                    conv.to_ros(message, self.get_clock().now().to_msg(), self.codec)
-                )
+                out = conv.to_ros(message, None, self.codec, self._rx_messages)
+                conv.stamp_now(self._clock, into=out.header.stamp)
+                publisher.publish(out)
             if isinstance(message, EmergencyStop):  # PM-49
                 self.get_logger().error(
                     f"Emergency_Stop received, origin {message.origin.label}",
@@ -179,30 +186,32 @@ class CanBridgeNode(Node):
             self.core.internal_error(
                 time.monotonic(), where, f"{type(exc).__name__}: {one_line(exc)}"
             )
-        self._wake.set()
+        self._wake_tx()
 
     def _on_link(self, up: bool, reason: str) -> None:
         if not up:
             with self._lock:
                 self.core.link_down(time.monotonic(), reason)
-            self._wake.set()
+            self._wake_tx()
 
     # --- transmit thread ----------------------------------------------------------------------
 
-    def _tx_loop(self) -> None:
-        next_state = 0.0
-        while not self._stop.is_set():
-            self._wake.clear()
-            result = self.guard("transmit loop", self._tx_once, next_state)
-            if result is None:  # the iteration failed: tell the driver at once, then back off
-                self.guard("transmit loop", self._publish_controller_state, time.monotonic())
-                self._stop.wait(TX_ERROR_BACKOFF)
-                continue
-            next_state, wait = result
-            self._wake.wait(wait)
+    def _wake_tx(self) -> None:
+        """Run the transmit pass now (events to publish, frames to send)."""
+        if self._tx is not None:
+            self._tx.wake()
+
+    def _tx_tick(self, now: float) -> float:
+        """One pass on the bus's transmit thread; returns when the next one is due."""
+        result = self.guard("transmit loop", self._tx_once, self._next_state)
+        if result is None:  # the pass failed: tell the driver at once, then back off
+            self.guard("transmit loop", self._publish_controller_state, time.monotonic())
+            return time.monotonic() + TX_ERROR_BACKOFF
+        self._next_state, deadline = result
+        return deadline
 
     def _tx_once(self, next_state: float) -> tuple[float, float]:
-        """One pass of the transmit loop; returns (next controller_state time, wait)."""
+        """One pass of the transmit loop; returns (next controller_state time, next pass)."""
         now = time.monotonic()
         with self._lock:
             out, events = self.core.poll(now)
@@ -215,11 +224,12 @@ class CanBridgeNode(Node):
         if lost:
             LocalSafetyLink.publish(self, "controller_lost", lost[0].text)
         state_event = any(e.kind in STATE_EVENTS for e in events)
-        if state_event or now >= next_state:
+        # due, or due within half a period: ride along with this pass (one wake-up, not two)
+        if state_event or now >= next_state - self.state_period / 2:
             self._publish_controller_state(now)
             next_state = now + self.state_period
         self._log_events(events)
-        return next_state, max(0.0, min(wake_at, next_state) - time.monotonic())
+        return next_state, min(wake_at, next_state)
 
     def _send(self, outgoing: Outgoing) -> None:
         ok = self.link.send(outgoing.frame)
@@ -290,7 +300,7 @@ class CanBridgeNode(Node):
         except ValueError as exc:
             response.success, response.message = False, str(exc)
             return response
-        self._wake.set()
+        self._wake_tx()
         if result is False:
             response.success, response.message = False, "a press of that button is in progress"
             return response
@@ -485,15 +495,13 @@ class CanBridgeNode(Node):
 
     def close(self) -> None:
         """Stop transmitting and release the bus (idempotent; also called by destroy_node)."""
-        self._stop.set()
-        self._wake.set()
-        if self._tx_thread.is_alive():
-            self._tx_thread.join(timeout=2.0)
+        if self._tx is not None:
+            self._tx.cancel()
         self.link.close()
 
     def destroy_node(self) -> None:
-        """Stop the threads before the node goes away."""
-        if hasattr(self, "_tx_thread"):
+        """Stop transmitting and receiving before the node goes away."""
+        if hasattr(self, "link"):
             self.close()
         super().destroy_node()
 

@@ -132,7 +132,7 @@ class ChargeServerNode(Node):
             goal_callback=lambda _: GoalResponse.ACCEPT,
             cancel_callback=self._on_cancel,
         )
-        self.create_timer(STEP_PERIOD, self.guard.wrap("step", self._step))
+        self.create_timer(STEP_PERIOD, self.guard.wrap_timer("step", self._step))
         self._publish_depot(self.server.depot(), force=True)
         self._servers_seen = 1
         self.create_timer(2.0, self._check_single_server)

@@ -21,7 +21,6 @@ With ``sim``, each pistol's simulated converter and simulated vehicle share one
 from __future__ import annotations
 
 import contextlib
-import gc
 import importlib
 import io
 import logging
@@ -34,7 +33,7 @@ from typing import Any, TextIO
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -44,6 +43,8 @@ from evse_can_ros.nodeset import ChargerOptions, NodeSpec, node_set, pistol_name
 from evse_can_ros.ros.common import forward_core_logs, stop_core_log_forwarding
 from evse_can_ros.ros.converter_driver_node import ConverterDriverNode
 from evse_can_ros.ros.dds import dds_summary, new_context
+from evse_can_ros.ros.runtime import create_executor, executor_kind, settle_gc
+from evse_can_ros.transport import LinkPool
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,13 @@ def load_factory(path: str) -> Callable[..., Node]:
 class Charger:
     """Every node of ``options`` created in ``context`` and added to one executor."""
 
-    def __init__(self, options: ChargerOptions, context: Context) -> None:
+    def __init__(
+        self, options: ChargerOptions, context: Context, executor: str = "single"
+    ) -> None:
         self.options = options
         self.context = context
-        self.executor = SingleThreadedExecutor(context=context)
+        self.executor = create_executor(context, executor)
+        self.links = LinkPool()  # the bridges of one bus share one link
         self.nodes: list[Node] = []
         self.inlets: dict[int, VehicleInlet] = {}
         self.executor_errors = 0
@@ -100,6 +104,8 @@ class Charger:
         }
         if self.options.sim and spec.executable in SHARED_INLET:
             kwargs["inlet"] = self.inlets.setdefault(spec.pistol_index, VehicleInlet())
+        if spec.executable == "can_bridge":
+            kwargs["links"] = self.links
         try:
             node = load_factory(spec.factory)(spec.name, **kwargs)
         except (ConfigError, ValueError) as exc:
@@ -171,8 +177,8 @@ class Charger:
                 self.executor.remove_node(node)
             try:
                 node.destroy_node()
-            except Exception:
-                log.exception("destroying %s failed", node.get_name())
+            except Exception:  # (the name is gone with the handle: the type tells which)
+                log.exception("destroying a %s failed", type(node).__name__)
         self.nodes.clear()
         for plant in self.plants:  # after the converter drivers have switched them off
             try:
@@ -180,6 +186,7 @@ class Charger:
             except Exception:
                 log.exception("closing a module emulator failed")
         self.plants.clear()
+        self.links.close()  # each bridge released its pistol; this closes what is left
 
 
 def init_context(options: ChargerOptions) -> Context:
@@ -191,17 +198,26 @@ def run_charger(options: ChargerOptions) -> int:
     """``evse-can-ros run``: start the node set and spin until Ctrl-C / SIGTERM."""
     context = init_context(options)
     charger: Charger | None = None
-    previous = signal.signal(signal.SIGTERM, lambda *_: context.try_shutdown())
+
+    def on_sigterm(*_: Any) -> None:
+        # end the spin loop, do not shut the context down here: the handler runs between two
+        # bytecodes of whatever the main thread does, often inside a node's callback, and the
+        # context's shutdown would destroy the nodes under it. destroy() below turns every
+        # output off first, then destroys the nodes.
+        if charger is None:
+            raise KeyboardInterrupt  # still starting: like Ctrl-C
+        charger._stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        charger = Charger(options, context)
+        charger = Charger(options, context, executor_kind())  # spun in this (the main) thread
         forward_core_logs(
             rclpy.logging.get_logger("evse_can_ros"), logging.getLogger().getEffectiveLevel()
         )
         names = ", ".join(f"{n.get_namespace()}/{n.get_name()}" for n in charger.nodes)
         print(f"charger running ({len(charger.nodes)} nodes: {names}); Ctrl-C to stop", flush=True)
         print(dds_summary(), flush=True)
-        gc.collect()
-        gc.freeze()  # start-up objects never scanned again: short collections under load
+        settle_gc()  # start-up objects never scanned again: short collections under load
         charger._spin()
     except KeyboardInterrupt:
         pass
@@ -229,8 +245,7 @@ def run_sim(options: ChargerOptions, goal: dict[str, Any], out: TextIO = sys.std
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         charger = Charger(options, context)
-        gc.collect()
-        gc.freeze()
+        settle_gc()
         charger.spin_in_thread()
         out.write(
             f"simulated charger up in {time.monotonic() - started:.1f} s: "

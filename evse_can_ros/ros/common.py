@@ -82,8 +82,16 @@ class Guard:
             return None
 
     def wrap(self, where: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Return ``fn`` guarded (for timers and subscriptions)."""
+        """Return ``fn`` guarded (for subscriptions: the message is passed on)."""
         return lambda *args: self(where, fn, *args)
+
+    def wrap_timer(self, where: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Return ``fn`` guarded, without arguments (for timers).
+
+        The callback takes no argument, so no executor passes it a ``TimerInfo`` (the
+        EventsExecutor does to any callback that accepts one).
+        """
+        return lambda: self(where, fn)
 
 
 class LocalSafetyLink:
@@ -104,11 +112,11 @@ class LocalSafetyLink:
 
     @classmethod
     def unsubscribe(cls, node: Node, callback: Callable[[str, Any], None]) -> None:
-        """Stop receiving (idempotent)."""
+        """Stop receiving (idempotent; also once rclpy has destroyed the node's handle)."""
         with cls._lock:
-            subs = cls._subscribers.get(cls._key(node), [])
-            if callback in subs:
-                subs.remove(callback)
+            for subs in cls._subscribers.values():
+                if callback in subs:
+                    subs.remove(callback)
 
     @classmethod
     def publish(cls, node: Node, kind: str, payload: Any) -> None:

@@ -9,10 +9,12 @@ in Ohm (SI) and the protocol in kOhm.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import fields
 from typing import Any
 
 from builtin_interfaces.msg import Time
+from rclpy.clock import Clock, ClockType
 
 from evse_can_ros import msg as ros
 from evse_can_ros.protocol import (
@@ -69,12 +71,46 @@ def stamp_from_seconds(seconds: float) -> Time:
     return Time(sec=int(sec), nanosec=min(round((seconds - sec) * 1e9), 999_999_999))
 
 
-def to_ros(message: CanMessage, stamp: Time, codec: Codec | None = None) -> Any:
-    """Return the ROS message for a controller-sent protocol message (interfaces.TOPICS)."""
+def stamp_now(clock: Clock, into: Time | None = None) -> Time:
+    """Return ``clock.now()`` as builtin_interfaces/Time (filled ``into`` if given), cheaply.
+
+    A ROS clock without simulated time (or a system clock) is the system's real-time clock: it is
+    read directly, a fraction of the cost of ``clock.now().to_msg()`` (on the receive path for
+    every frame); filling an existing stamp also saves building one.
+    """
+    if clock.clock_type == ClockType.SYSTEM_TIME or (
+        clock.clock_type == ClockType.ROS_TIME and not clock.ros_time_is_active
+    ):
+        sec, nanosec = divmod(time.time_ns(), 1_000_000_000)
+    else:
+        sec, nanosec = clock.now().seconds_nanoseconds()
+    if into is None:
+        return Time(sec=sec, nanosec=nanosec)
+    into.sec, into.nanosec = sec, nanosec
+    return into
+
+
+def to_ros(
+    message: CanMessage,
+    stamp: Time | None,
+    codec: Codec | None = None,
+    reuse: dict[type, Any] | None = None,
+) -> Any:
+    """Return the ROS message for a controller-sent protocol message (interfaces.TOPICS).
+
+    With ``reuse`` (one dict per publishing thread), the message object of a generic type is
+    kept there and filled again on the next call: every field is set each time, and rclpy's
+    ``publish`` has serialised the previous content before it returns. ``stamp`` None leaves
+    the header's stamp to the caller (:func:`stamp_now` ``into`` it).
+    """
     cls = type(message)
     ros_type = GENERIC.get(cls)
     if ros_type is not None:
-        out = ros_type()
+        out = reuse.get(cls) if reuse is not None else None
+        if out is None:
+            out = ros_type()
+            if reuse is not None:
+                reuse[cls] = out
         for name, is_label in _field_plan(cls):
             value = getattr(message, name)
             if is_label:
@@ -97,7 +133,8 @@ def to_ros(message: CanMessage, stamp: Time, codec: Codec | None = None) -> Any:
         out = ros.EvId(ev_id=list(ident), ev_id_hex=ident.hex().upper())
     else:
         raise TypeError(f"{cls.__name__} has no ROS message")
-    out.header.stamp = stamp
+    if stamp is not None:
+        out.header.stamp = stamp
     return out
 
 

@@ -6,7 +6,11 @@ and a converter backend from :mod:`evse_can_ros.converter` (``converter_backend`
 * configure: create and open the backend (an unknown backend name fails the transition with a
   one-line error listing the available backends); the backend's output watchdog thread starts;
 * activate: start the control timer (``control_period``), the ``power_modules_status`` timer
-  (``status_period``, for the bridge), ``converter_status`` and ``/diagnostics`` (1 Hz);
+  (``status_period``, for the bridge), ``converter_status`` and ``/diagnostics`` (1 Hz). While
+  idle (no session, output off) the control loop runs every ``idle_period`` (10 Hz) and
+  publishes the status itself, and ``converter_status`` goes out every second: an idle charger
+  costs little. The first message of a session and any output on bring the full rates back at
+  once (``ConverterDriver.full_rate``);
 * deactivate / cleanup / shutdown / error / destroy: output off (cleanup and shutdown also close
   the backend).
 
@@ -79,6 +83,15 @@ class DriverConfig:
     converter_status_period: float = param(
         0.1, "converter_status period", unit="s", min=0.02, max=1.0
     )
+    idle_period: float = param(
+        0.1,
+        "control loop and power_modules_status period while idle (no session, output off; "
+        "converter_status then every 1 s); the full rates apply from the first message of a "
+        "session on and while the output is on",
+        unit="s",
+        min=0.02,
+        max=0.1,
+    )
     setpoint_timeout: float = param(
         0.25,
         "output watchdog (own thread): output off if no setpoint for this long",
@@ -86,6 +99,10 @@ class DriverConfig:
         min=0.05,
         max=1.0,
     )
+
+
+IDLE_CONVERTER_STATUS_PERIOD = 1.0
+"""s: converter_status period while idle (no session, output off)."""
 
 
 class ConverterDriverNode(LifecycleNode):
@@ -105,6 +122,7 @@ class ConverterDriverNode(LifecycleNode):
         self.core: ConverterDriver | None = None
         self.last_error = ""
         self._timers: list[Any] = []
+        self._full_rate = True
         self._active = False
         self.guard = Guard(self, self._internal_error)
         try:
@@ -223,15 +241,17 @@ class ConverterDriverNode(LifecycleNode):
             if self.backend is not None and self.core is not None and self.core.heartbeat_seen:
                 self.core = ConverterDriver(self.backend, self.pm_config, self.version)
         self._timers = [
-            self.create_timer(c.control_period, g.wrap("control loop", self._control)),
-            self.create_timer(c.status_period, g.wrap("status timer", self._publish_status)),
+            self.create_timer(c.control_period, g.wrap_timer("control loop", self._control)),
+            self.create_timer(c.status_period, g.wrap_timer("status timer", self._publish_status)),
             self.create_timer(
-                c.converter_status_period, g.wrap("converter status", self._publish_converter)
+                c.converter_status_period,
+                g.wrap_timer("converter status", self._publish_converter),
             ),
-            self.create_timer(1.0, g.wrap("diagnostics", self._publish_diagnostics)),
+            self.create_timer(1.0, g.wrap_timer("diagnostics", self._publish_diagnostics)),
         ]
+        self._full_rate = True
         self._active = True
-        self.guard("control loop", self._control)
+        self.guard("control loop", self._control)  # idle: the timers slow down from here
         self.get_logger().info("converter driver active")
         return super().on_activate(state)
 
@@ -317,6 +337,7 @@ class ConverterDriverNode(LifecycleNode):
                 return
             report = self.core.on_message(time.monotonic(), message)
         self._report(report)
+        self._retune()  # a session opens: full rate at once
 
     def _on_limits(self, m: ros.PowerModulesLimits) -> None:
         with self._lock:
@@ -377,6 +398,36 @@ class ConverterDriverNode(LifecycleNode):
                 return
             report = self.core.tick(time.monotonic())
         self._report(report)
+        if not self._full_rate and not report.publish:
+            self._publish_status()  # idle: the status timer is off (see _retune)
+        self._retune()
+
+    def _retune(self) -> None:
+        """Run the timers at the rate the phase needs (executor callbacks only).
+
+        Full rate (``control_period``, ``status_period``, ``converter_status_period``) while
+        ``ConverterDriver.full_rate`` (a session open or the output on): the link timeout and
+        the output watchdog count on it. Otherwise the control loop runs every ``idle_period``
+        and publishes the status itself (status timer off), converter_status every second.
+        Going to full rate resets the timers: the next control period starts now, not at the
+        end of an idle one.
+        """
+        with self._lock:
+            full = self.core is not None and self.core.full_rate
+        if full == self._full_rate or len(self._timers) < 3:
+            return
+        self._full_rate = full
+        c = self.config
+        control, status, converter = self._timers[:3]
+        control.timer_period_ns = round((c.control_period if full else c.idle_period) * 1e9)
+        converter.timer_period_ns = round(
+            (c.converter_status_period if full else IDLE_CONVERTER_STATUS_PERIOD) * 1e9
+        )
+        if full:
+            for timer in (control, status, converter):
+                timer.reset()
+        else:
+            status.cancel()  # idle: the control tick publishes the status (one wake-up)
 
     def _report(self, report: Report | None) -> None:
         """Publish what changed at once; log after publishing (rclpy logging can be slow)."""

@@ -12,7 +12,6 @@ then forwards another SIGINT to each node.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -23,11 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from evse_can_ros.ros.common import NodeConfigError, forward_core_logs, stop_core_log_forwarding
 from evse_can_ros.ros.dds import apply_local_dds_defaults, dds_summary
+from evse_can_ros.ros.runtime import create_executor, executor_kind, settle_gc
 
 
 def run_node(
@@ -48,10 +48,9 @@ def run_node(
         node = factory(**kwargs)
         forward_core_logs(node.get_logger(), _python_level())
         node.get_logger().info(dds_summary())
-        executor = SingleThreadedExecutor()
+        executor = create_executor(kind=_executor_kind())
         executor.add_node(node)
-        gc.collect()
-        gc.freeze()  # start-up objects never scanned again: short collections under load
+        settle_gc()  # start-up objects never scanned again: short collections under load
         deadline = None if duration is None else time.monotonic() + duration
         while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
             executor.spin_once(timeout_sec=0.1)
@@ -80,6 +79,12 @@ def run_node(
         rclpy.try_shutdown()
         _ignore_sigint()  # try_shutdown() reinstates the interpreter's handler
     return 0
+
+
+def _executor_kind() -> str:
+    """Return the executor kind for a spin in this thread (events: main thread only)."""
+    main = threading.current_thread() is threading.main_thread()
+    return executor_kind() if main else "single"
 
 
 def _python_level() -> int:

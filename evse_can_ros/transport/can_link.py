@@ -158,6 +158,13 @@ class CanLink:
         """Return ``interface:channel`` for logs."""
         return f"{self.config.interface}:{self.config.channel}"
 
+    def set_filters(self, filters: Sequence[Mapping[str, Any]] | None) -> None:
+        """Replace the receive filters, on the open bus too (kernel filters on SocketCAN)."""
+        self._filters = [dict(f) for f in filters] if filters else None
+        with self._send_lock:
+            if self._bus is not None:
+                self._bus.set_filters(self._filters)  # type: ignore[arg-type]
+
     # --- out ----------------------------------------------------------------------------------
 
     def send(self, frame: CanFrame) -> bool:
