@@ -219,6 +219,29 @@ def test_pm07_controller_silence_link_timeout_of_the_node_itself() -> None:
     assert "no controller message" in rig.pm.fault
 
 
+def test_a_late_step_defers_the_link_timeout_to_the_next_step() -> None:
+    """A step late by more than link_timeout / 2 (this process starved, the controller's
+    messages still in its queue) does not trip; the next step does if the silence is real."""
+    rig = Rig(PowerModuleConfig(link_timeout=0.2))
+    to_charging(rig)
+    charge(rig, 450.0, 100.0)
+    # the executor stalls 0.24 s: the control step runs first, then the queued frames
+    rig.t = round(rig.t + 0.24, 9)
+    rig.loop.tick(rig.t)
+    rig.send(AdvanticsControllerStatus(ControllerState(rig.hb or 7)))
+    rig._next_hb = rig.t + 0.1
+    rig.run(0.5)
+    assert not rig.pm.fault and rig.i > 0.0
+    # the same stall with nothing queued: tripped at the next step
+    rig.hb = None
+    rig.repeat()
+    rig.t = round(rig.t + 0.24, 9)
+    rig.loop.tick(rig.t)
+    assert not rig.pm.fault
+    rig.run(DT)
+    assert "no controller message" in rig.pm.fault
+
+
 def test_pm08_no_power_after_heartbeat_restore_until_new_session() -> None:
     rig = Rig()
     to_charging(rig)

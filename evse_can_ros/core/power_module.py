@@ -84,7 +84,11 @@ Decisions (spec §12 recommended decisions unless stated):
   waiting for the controller's emergency stop (which it only raises while a power function is
   active).
 * Addition: ``link_timeout``: if no controller message at all (the bridge publishes the state
-  every 100 ms) arrives for that long, the output latches off (bridge dead or hung).
+  every 100 ms) arrives for that long, the output latches off (bridge dead or hung). A step that
+  comes late (more than half of ``link_timeout`` after the previous one: this process was
+  starved, its queue may hold the messages) defers the decision to the next step, which trips if
+  the silence is still there: at most one control period later, never a false trip from our own
+  scheduling delay.
 * Status: the measured values of the last *valid* measurement. Without one yet, no status at all
   (:attr:`PowerModuleOutput.status` is None: the bridge sends nothing, so the power side counts
   as absent); after a converter fault the last valid values go out with System_Enable = 0, never
@@ -340,6 +344,7 @@ class PowerModule:
         self._ncs_in_session = False  # a New_Charge_Session since the last session boundary
         self._latched_after_ncs = False  # the latch needs a session boundary to clear (A7)
         self._last_controller: float | None = None
+        self._silence_deferred = False  # a late step saw the link silent (link_timeout)
         self._last_state_frame: float | None = None
         self._previous_state_frame: float | None = None
         self._request_time: float | None = None  # last Charging_Loop request (D1)
@@ -491,16 +496,19 @@ class PowerModule:
         cfg = self.config
         dt = 0.0 if self._last_step is None else max(0.0, now - self._last_step)
         self._last_step = now
-        if (
+        silent = (
             self._last_controller is not None
             and now - self._last_controller > cfg.link_timeout
             and not self._latched
-        ):
+        )
+        if silent and (dt <= cfg.link_timeout / 2 or self._silence_deferred):
+            assert self._last_controller is not None
             self._latch(
                 f"no controller message for {now - self._last_controller:.2f} s "
                 f"(link_timeout {cfg.link_timeout:g} s)",
                 FaultKind.CONTROLLER_LINK,
             )
+        self._silence_deferred = silent  # late step: the queued messages get one more step
         if measurement is not None:
             self.last_measurement = measurement
             self._check_measurement(measurement)
