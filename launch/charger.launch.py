@@ -101,9 +101,12 @@ def lifecycle_activation(node: Any, label: str) -> list[Any]:
             )
         )
 
+    confirm = OpaqueFunction(function=confirm_activation, args=[node, label])
     return [
         RegisterEventHandler(
-            OnProcessStart(target_action=node, on_start=[change(Transition.TRANSITION_CONFIGURE)])
+            OnProcessStart(
+                target_action=node, on_start=[change(Transition.TRANSITION_CONFIGURE), confirm]
+            )
         ),
         RegisterEventHandler(
             OnStateTransition(
@@ -124,6 +127,70 @@ def lifecycle_activation(node: Any, label: str) -> list[Any]:
             )
         ),
     ]
+
+
+ACTIVATION_GIVE_UP = 60.0  # s: the driver not active by then is reported (output stays off)
+STUCK_INACTIVE = 2.0  # s inactive without the event-driven activate: activate from here
+
+
+def confirm_activation(context: Any, node: Any, label: str) -> list[Any]:
+    """Make sure the start-up activation happens even if launch missed the transition event.
+
+    launch_ros learns the node's state from its ``transition_event`` topic; an event published
+    before launch's subscription matched is lost (under load, seen here about once in ten
+    launches; ros2/rcl#1166), and the driver would stay inactive, output off, for good. A
+    thread polls the node's ``get_state`` service (a request, not a topic: nothing is lost)
+    until it is active: inactive for ``STUCK_INACTIVE`` s means the event was missed, and it
+    emits the same ``ChangeState`` activate. It stops once the node was active (a later
+    deactivate is left alone), when launch shuts down, or after ``ACTIVATION_GIVE_UP`` s.
+    """
+    import threading
+    import time
+
+    from launch.logging import get_logger
+    from launch_ros.ros_adapters import get_ros_node
+    from lifecycle_msgs.msg import State
+    from lifecycle_msgs.srv import GetState
+
+    client = get_ros_node(context).create_client(GetState, f"{node.node_name}/get_state")
+    activate = ChangeState(
+        lifecycle_node_matcher=matches_action(node), transition_id=Transition.TRANSITION_ACTIVATE
+    )
+
+    def state() -> int | None:
+        if not client.wait_for_service(timeout_sec=1.0):
+            return None
+        done = threading.Event()
+        future = client.call_async(GetState.Request())
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(2.0) or future.exception() is not None:
+            future.cancel()
+            return None
+        return int(future.result().current_state.id)
+
+    def watch() -> None:
+        deadline = time.monotonic() + ACTIVATION_GIVE_UP
+        inactive_since = None
+        while not context.is_shutdown and time.monotonic() < deadline:
+            current = state()
+            if current in (State.PRIMARY_STATE_ACTIVE, State.PRIMARY_STATE_FINALIZED):
+                return
+            now = time.monotonic()
+            inactive_since = (
+                (inactive_since or now) if current == State.PRIMARY_STATE_INACTIVE else None
+            )
+            if inactive_since is not None and now - inactive_since >= STUCK_INACTIVE:
+                inactive_since = None  # one activate per stuck period
+                context.asyncio_loop.call_soon_threadsafe(context.emit_event_sync, activate)
+            time.sleep(0.2)
+        if not context.is_shutdown:
+            get_logger("launch").error(
+                f"{label} {node.node_name}: not active after {ACTIVATION_GIVE_UP:g} s "
+                "(output stays off; see its log)"
+            )
+
+    threading.Thread(target=watch, name=f"activate {node.node_name}", daemon=True).start()
+    return []
 
 
 def generate_launch_description() -> LaunchDescription:

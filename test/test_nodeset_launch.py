@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import threading
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -289,3 +291,50 @@ def test_protocol_version_reaches_every_node_and_pistols_is_the_argument_name() 
         options_from_arguments({"protocol_version": "4"})
     with pytest.raises(NodeSetError, match="protocol_version must be 2 or 3"):
         options_from_arguments({"protocol_version": "three"})
+
+
+@pytest.mark.skipif(not _launch_ros_available(), reason="launch_ros not installed")
+def test_a_missed_transition_event_still_activates_the_driver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """launch_ros can miss the configuring -> inactive event (ros2/rcl#1166): the launch file
+    sees the driver stuck inactive through get_state and emits the activate itself, once."""
+    import launch_ros.ros_adapters
+    from lifecycle_msgs.msg import State
+    from lifecycle_msgs.srv import GetState
+    from rclpy.task import Future
+
+    launch = _load_launch_file(monkeypatch, fake=False)
+    monkeypatch.setattr(launch, "STUCK_INACTIVE", 0.3)
+    current = [State.PRIMARY_STATE_UNCONFIGURED, State.PRIMARY_STATE_INACTIVE]  # configured
+    emitted: list[Any] = []
+    asked = threading.Event()
+
+    class Client:
+        def wait_for_service(self, timeout_sec: float) -> bool:
+            return True
+
+        def call_async(self, request: Any) -> Future:
+            future = Future()
+            future.set_result(GetState.Response(current_state=State(id=current[-1])))
+            asked.set()
+            return future
+
+    class Loop:
+        def call_soon_threadsafe(self, function: Any, event: Any) -> None:
+            emitted.append(event)
+            current.append(State.PRIMARY_STATE_ACTIVE)  # the activate goes through
+
+    context = types.SimpleNamespace(is_shutdown=False, asyncio_loop=Loop())
+    context.emit_event_sync = lambda event: None
+    ros_node = types.SimpleNamespace(create_client=lambda srv_type, name: Client())
+    monkeypatch.setattr(launch_ros.ros_adapters, "get_ros_node", lambda context: ros_node)
+    node = types.SimpleNamespace(node_name="/evse/pistol1/converter_driver")
+    assert launch.confirm_activation(context, node, "converter_driver") == []
+    assert asked.wait(5.0)
+    deadline = time.monotonic() + 5.0
+    while not emitted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.6)  # active now: no second activate
+    assert len(emitted) == 1
+    assert emitted[0].transition_id == 3  # TRANSITION_ACTIVATE
