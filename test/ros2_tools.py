@@ -94,6 +94,11 @@ _DEFAULT_SIGINT = (
 )
 
 
+_OWN_PROCESS_GROUP: dict[str, Any] = (
+    {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+)
+
+
 class Proc:
     """A tool process with its output in a file; its own process group."""
 
@@ -110,7 +115,10 @@ class Proc:
             stderr=subprocess.STDOUT,
             env=dict(env),
             cwd=cwd,
-            start_new_session=True,
+            # its own process group (killpg), but the test's session: Linux autogroup gives
+            # every session an equal share of the CPU, so a tool in a session of its own would
+            # weigh as much as the whole charger under test, and its nice value would not count
+            **_OWN_PROCESS_GROUP,
         )
         self.pid = self.popen.pid
 

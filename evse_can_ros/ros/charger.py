@@ -43,7 +43,7 @@ from evse_can_ros.nodeset import ChargerOptions, NodeSpec, node_set, pistol_name
 from evse_can_ros.ros.common import forward_core_logs, stop_core_log_forwarding
 from evse_can_ros.ros.converter_driver_node import ConverterDriverNode
 from evse_can_ros.ros.dds import dds_summary, new_context
-from evse_can_ros.ros.runtime import create_executor, executor_kind, settle_gc
+from evse_can_ros.ros.runtime import create_executor, executor_kind, settle_gc, spin_slice
 from evse_can_ros.transport import LinkPool
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class Charger:
     def _spin(self) -> None:
         while self.context.ok() and not self._stop.is_set():
             try:
-                self.executor.spin_once(timeout_sec=0.1)
+                spin_slice(self.executor, 0.1)
             except (ExternalShutdownException, KeyboardInterrupt):
                 return
             except Exception as exc:

@@ -27,7 +27,7 @@ from rclpy.node import Node
 
 from evse_can_ros.ros.common import NodeConfigError, forward_core_logs, stop_core_log_forwarding
 from evse_can_ros.ros.dds import apply_local_dds_defaults, dds_summary
-from evse_can_ros.ros.runtime import create_executor, executor_kind, settle_gc
+from evse_can_ros.ros.runtime import create_executor, executor_kind, settle_gc, spin_slice
 
 
 def run_node(
@@ -53,7 +53,7 @@ def run_node(
         settle_gc()  # start-up objects never scanned again: short collections under load
         deadline = None if duration is None else time.monotonic() + duration
         while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
-            executor.spin_once(timeout_sec=0.1)
+            spin_slice(executor, 0.1)
         if on_exit is not None:
             on_exit(node)
     except NodeConfigError as exc:
