@@ -2,9 +2,10 @@
 
 Each run measures the product and the reference pipeline (``bench/reference.py``) side by side
 (``bridge.py`` runs both in the same invocation), so ratios come from the same minutes of the
-same machine: on a shared machine absolute times are noise, ratios much less so. The codec and
-the safety benchmarks run once (informative; ``--skip codec,safety`` leaves them out); start-up
-runs 3 fresh processes per pistol count (its median is the figure). ~12 minutes.
+same machine: on a shared machine absolute times are noise, ratios much less so. The codec, the
+executor-loop (spin) and the safety benchmarks run once (informative; ``--skip codec,safety``
+leaves them out); start-up runs 3 fresh processes per pistol count (its median is the figure).
+~12 minutes.
 
     . .ros2/env.sh && python bench/run_all.py [--runs 3] [--json-dir DIR] [--skip safety]
 """
@@ -25,7 +26,7 @@ import benchlib
 import targets
 
 BRIDGE_SCENARIOS = "ref-protocol,ref-limit,protocol,protocol-x8,limit,limit-x8"
-ONCE = ("codec", "safety")
+ONCE = ("codec", "spin", "safety")
 
 
 def run(name: str, script: str, extra: list[str], out: Path) -> dict[str, Any] | None:
@@ -56,6 +57,8 @@ def main() -> int:
         failed = []
         if "codec" not in skip and run("codec", "codec.py", [], out_dir / "codec.json") is None:
             failed.append("codec")
+        if "spin" not in skip and run("spin", "spin.py", [], out_dir / "spin.json") is None:
+            failed.append("spin")
         startup = run("start-up", "charger.py", ["--parts", "startup"], out_dir / "startup.json")
         per_run = []
         for n in range(1, args.runs + 1):
