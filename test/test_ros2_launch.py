@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -179,7 +180,46 @@ def test_launch_starts_the_node_set_with_local_dds(charger: Proc) -> None:
             assert launch_parameters(pid)["auto_activate"] is False
 
 
+DDS_STALL = re.compile(
+    r"output off: no controller message for|pistol1\.can_bridge\]: no power status from the"
+)
+"""Log lines of a fail-safe trip on a message delay between the node processes (README,
+"Safety behaviour": a new DDS participant, e.g. a ``ros2`` CLI call, can hold the messages
+between the nodes of a loaded 2-core machine for ~250 ms). Pistol 2's driver is deactivated on
+purpose in the fault test, so only pistol 1's stale power status counts there."""
+
+
+def retried_on_a_dds_stall(
+    charger: Proc, scenario: Callable[[], None], reset: Callable[[], None]
+) -> None:
+    """Run ``scenario``; if it fails while the charger logged a trip on a DDS stall, wait for
+    the goals of the attempt to end, ``reset``, and run it once more (a failure then stands)."""
+    mark = len(charger.output())
+    try:
+        scenario()
+        return
+    except AssertionError:
+        window = charger.output()[mark:]
+        if not DDS_STALL.search(window):
+            raise
+
+    def goals_ended() -> bool:
+        out = charger.output()[mark:]
+        return len(re.findall(r"\]: goal \w+ accepted:", out)) <= len(
+            re.findall(r"\]: goal \w+ finished:", out)
+        )
+
+    wait_until(goals_ended, 90, "the goals of the first attempt to end", check=charger)
+    reset()
+    warnings.warn("retried once after a fail-safe trip on a DDS message stall", stacklevel=2)
+    scenario()
+
+
 def test_charge_succeeds_while_another_is_cancelled(charger: Proc, ros2: Ros2) -> None:
+    retried_on_a_dds_stall(charger, lambda: cancel_scenario(charger, ros2), lambda: None)
+
+
+def cancel_scenario(charger: Proc, ros2: Ros2) -> None:
     success = send_goal(ros2, 1, "{target_soc: 21.0}", "success")
     cancel = send_goal(ros2, 2, "{target_soc: 80.0}", "cancel")
     try:
@@ -201,8 +241,20 @@ def test_charge_succeeds_while_another_is_cancelled(charger: Proc, ros2: Ros2) -
         cancel.kill()
 
 
+FAULTY, STOPPED = "/evse/pistol1/converter_driver", "/evse/pistol2/converter_driver"
+
+
 def test_fault_and_lifecycle_deactivate_turn_the_output_off(charger: Proc, ros2: Ros2) -> None:
-    faulty, stopped = "/evse/pistol1/converter_driver", "/evse/pistol2/converter_driver"
+    def reset() -> None:  # the fault cleared, the driver active again
+        ros2.run(*PARAM_SET, FAULTY, "simulated.module_trip", "false")
+        if lifecycle(ros2, STOPPED, "get").startswith("inactive"):
+            lifecycle(ros2, STOPPED, "set", "activate")
+
+    retried_on_a_dds_stall(charger, lambda: fault_scenario(charger, ros2), reset)
+
+
+def fault_scenario(charger: Proc, ros2: Ros2) -> None:
+    faulty, stopped = FAULTY, STOPPED
     fault = send_goal(ros2, 1, "{target_soc: 80.0}", "fault")
     deactivate = send_goal(ros2, 2, "{target_soc: 80.0}", "deactivate")
     tools: list[Proc] = []
