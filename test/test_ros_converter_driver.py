@@ -339,12 +339,25 @@ def test_emergency_stop_de_energises_within_100_ms_on_the_fast_path(rig: Rig) ->
     rig.driver._on_local_safety = spy  # type: ignore[method-assign]
     LocalSafetyLink.unsubscribe(rig.driver, original)
     LocalSafetyLink.subscribe(rig.driver, spy)
+    published: list[tuple[str, float]] = []
+    publish = rig.driver._publish
+
+    def publish_spy(report: Any) -> None:
+        if report.status is not None:
+            published.append((threading.current_thread().name, report.status.present_current))
+        publish(report)
+
+    rig.driver._publish = publish_spy  # type: ignore[method-assign]
     rig.ctl.repeat(("Emergency_Stop", {"Origin": 1}))
     t_conv = wait(lambda: rig.current == 0.0, 1.0)
     t_bus = wait(lambda: rig.bus("Present_Current") == 0.0, 1.0)
     assert t_conv < 0.1  # † 50 ms to start ramp-down; the simulated output drops at once
     assert t_bus < 0.3  # next Power_Modules_Status frames
     assert seen and seen[0] == "can-rx"  # not the executor
+    # the 0 A goes out off the executor: with the stop (receive thread) or from the follow-up
+    # thread that measures the falling current, not at the executor's next control tick
+    off = [name for name, current in published if current <= 1.0]
+    assert off and off[0] in ("can-rx", "estop-report"), published
     assert rig.bus("System_Enable") == 0
     rig.ctl.repeat(
         ("Charging_Loop", {"Target_Voltage": 450, "Target_Current": 100, "State_of_Charge": 50})
