@@ -102,9 +102,6 @@ class DriverConfig:
 
 
 IDLE_CONVERTER_STATUS_PERIOD = 1.0
-OFF_CURRENT = 1.0  # A: the output counts as off (the emergency stop's bound)
-FOLLOW_UP_PERIOD = 0.002  # s: measurement period of the follow-up after a fast-path stop
-FOLLOW_UP_FOR = 0.1  # s: longest follow-up; the control loop takes over after it
 """s: converter_status period while idle (no session, output off)."""
 
 
@@ -125,7 +122,6 @@ class ConverterDriverNode(LifecycleNode):
         self.core: ConverterDriver | None = None
         self.last_error = ""
         self._timers: list[Any] = []
-        self._follow_up_thread: threading.Thread | None = None
         self._full_rate = True
         self._active = False
         self.guard = Guard(self, self._internal_error)
@@ -372,7 +368,6 @@ class ConverterDriverNode(LifecycleNode):
                 return
             report = self.core.on_message(time.monotonic(), message)
         self._report(report)
-        self._follow_up(report)
 
     def _fast_lost(self, reason: str) -> None:
         with self._lock:
@@ -380,42 +375,6 @@ class ConverterDriverNode(LifecycleNode):
                 return
             report = self.core.on_controller_state(time.monotonic(), None, False, reason)
         self._report(report)
-        self._follow_up(report)
-
-    def _follow_up(self, report: Report | None) -> None:
-        """After a fast-path stop, report the falling current without waiting for the executor.
-
-        The stop's own report carries the measurement taken as the output was commanded off.
-        A short-lived thread then measures every ``FOLLOW_UP_PERIOD`` and publishes
-        power_modules_status until the output reads <= 1 A (at most ``FOLLOW_UP_FOR``), so the
-        controller learns of the 0 A even while the executor is busy (bench/charger.py).
-        """
-        if report is None or report.status is None:
-            return
-        if abs(report.status.present_current) <= OFF_CURRENT:
-            return
-        if self._follow_up_thread is not None and self._follow_up_thread.is_alive():
-            return
-        self._follow_up_thread = threading.Thread(
-            target=self.guard.wrap_timer("e-stop follow-up", self._follow_up_loop),
-            name="estop-report",
-            daemon=True,
-        )
-        self._follow_up_thread.start()
-
-    def _follow_up_loop(self) -> None:
-        end = time.monotonic() + FOLLOW_UP_FOR
-        while time.monotonic() < end:
-            time.sleep(FOLLOW_UP_PERIOD)
-            with self._lock:
-                if self.core is None or not self._active:
-                    return
-                report = self.core.tick(time.monotonic())
-            if report.status is None:
-                continue
-            self._publish(report)
-            if abs(report.status.present_current) <= OFF_CURRENT:
-                return
 
     def fail_safe(self, where: str, exc: BaseException) -> None:
         """Latch the output off after an exception elsewhere in the process (never raises)."""
