@@ -453,9 +453,13 @@ def run_estops(args: Any) -> dict[str, Any]:
             driver = rig.node("converter_driver")
             orig_publish = driver.pub_power.publish
 
+            publishers: dict[float, str] = {}  # publish time -> the publishing thread
+
             def publish_probe(msg: Any) -> None:
                 orig_publish(msg)
-                published.append((time.monotonic(), msg.present_current))
+                now = time.monotonic()
+                published.append((now, msg.present_current))
+                publishers[now] = threading.current_thread().name
 
             with contextlib.suppress(AttributeError):
                 driver.pub_power.publish = publish_probe
@@ -507,6 +511,7 @@ def run_estops(args: Any) -> dict[str, Any]:
                     {
                         "to_converter_off_ms": None if t_off is None else (t_off - t0) * 1e3,
                         "to_report_1a_ms": None if t_zero is None else (t_zero - t0) * 1e3,
+                        "report_1a_thread": publishers.get(t_zero, "") if t_zero else "",
                         "to_subscriber_1a_ms": None if t_seen is None else (t_seen - t0) * 1e3,
                         "to_bus_1a_ms": None if t_bus is None else (t_bus - t0) * 1e3,
                     }
@@ -608,6 +613,11 @@ def main() -> int:
     ):
         v = [t[key] for t in estops if t.get(key) is not None]
         note = f"{len(v)}/{len(estops)} trials, p50 {benchlib.percentile(v, 50):.1f} ms"
+        if key == "to_report_1a_ms" and v:  # which thread published the first <= 1 A, worst 3
+            worst = sorted((t for t in estops if t.get(key) is not None), key=lambda t: -t[key])
+            note += "; worst by " + ", ".join(
+                f"{t[key]:.0f} ms {t.get('report_1a_thread') or '?'}" for t in worst[:3]
+            )
         rep.add(label, max(v) if v else float("nan"), "ms (worst)", target, note)
     e2e_a = [x for r in details["estop"] for x in r.get("e2e_frame_to_setpoint_s", [])]
     e2e_s = [x for r in details["estop"] for x in r.get("e2e_frame_to_status_frame_s", [])]

@@ -326,8 +326,18 @@ def test_timers_run_at_the_idle_rate_only_between_sessions(rig: Rig) -> None:
     assert wait(idle, 2.0) < math.inf
 
 
-def test_emergency_stop_de_energises_within_100_ms_on_the_fast_path(rig: Rig) -> None:
+INSTANT = {  # an instantaneous simulated stage (as bench/charger.py): only software delays
+    "simulated.voltage_slope": 0.0,
+    "simulated.current_slope": 0.0,
+    "simulated.dead_time": 0.0,
+}
+
+
+def test_emergency_stop_de_energises_within_100_ms_on_the_fast_path(
+    make_rig: Callable[..., Rig],
+) -> None:
     """In one process the bridge hands Emergency_Stop to the driver on its receive thread."""
+    rig = make_rig(**INSTANT)
     rig.to_charging(150.0)
     seen: list[str] = []
     original = rig.driver._on_local_safety
@@ -354,10 +364,10 @@ def test_emergency_stop_de_energises_within_100_ms_on_the_fast_path(rig: Rig) ->
     assert t_conv < 0.1  # † 50 ms to start ramp-down; the simulated output drops at once
     assert t_bus < 0.3  # next Power_Modules_Status frames
     assert seen and seen[0] == "can-rx"  # not the executor
-    # the 0 A goes out off the executor: with the stop (receive thread) or from the follow-up
-    # thread that measures the falling current, not at the executor's next control tick
+    # the 0 A goes out on the receive thread, measured after the stop: not at the executor's
+    # next control tick (which waits behind a busy executor: up to 93 ms in bench/charger.py)
     off = [name for name, current in published if current <= 1.0]
-    assert off and off[0] in ("can-rx", "estop-report"), published
+    assert off and off[0] == "can-rx", published
     assert rig.bus("System_Enable") == 0
     rig.ctl.repeat(
         ("Charging_Loop", {"Target_Voltage": 450, "Target_Current": 100, "State_of_Charge": 50})

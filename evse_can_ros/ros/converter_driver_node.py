@@ -368,6 +368,7 @@ class ConverterDriverNode(LifecycleNode):
                 return
             report = self.core.on_message(time.monotonic(), message)
         self._report(report)
+        self._measure_after_stop(report)
 
     def _fast_lost(self, reason: str) -> None:
         with self._lock:
@@ -375,6 +376,23 @@ class ConverterDriverNode(LifecycleNode):
                 return
             report = self.core.on_controller_state(time.monotonic(), None, False, reason)
         self._report(report)
+        self._measure_after_stop(report)
+
+    def _measure_after_stop(self, report: Report | None) -> None:
+        """Publish a measurement taken after the stop, on this (the bridge's) thread.
+
+        The stop's own report carries the measurement read as the step began, before the output
+        was commanded off; without this the first status showing the output off would wait for
+        the executor's next control tick (bench/charger.py: up to 93 ms behind a busy executor).
+        """
+        if report is None or report.status is None:
+            return
+        with self._lock:
+            if self.core is None or not self._active:
+                return
+            after = self.core.tick(time.monotonic())
+        if after.status is not None:
+            self._publish(after)
 
     def fail_safe(self, where: str, exc: BaseException) -> None:
         """Latch the output off after an exception elsewhere in the process (never raises)."""
