@@ -349,15 +349,14 @@ def test_emergency_stop_de_energises_within_100_ms_on_the_fast_path(
     rig.driver._on_local_safety = spy  # type: ignore[method-assign]
     LocalSafetyLink.unsubscribe(rig.driver, original)
     LocalSafetyLink.subscribe(rig.driver, spy)
-    published: list[tuple[str, float]] = []
-    publish = rig.driver._publish
+    published: list[tuple[str, float]] = []  # every power_modules_status: (thread, current)
+    publish = rig.driver.pub_power.publish
 
-    def publish_spy(report: Any) -> None:
-        if report.status is not None:
-            published.append((threading.current_thread().name, report.status.present_current))
-        publish(report)
+    def publish_spy(msg: Any) -> None:
+        published.append((threading.current_thread().name, msg.present_current))
+        publish(msg)
 
-    rig.driver._publish = publish_spy  # type: ignore[method-assign]
+    rig.driver.pub_power.publish = publish_spy  # type: ignore[method-assign]
     rig.ctl.repeat(("Emergency_Stop", {"Origin": 1}))
     t_conv = wait(lambda: rig.current == 0.0, 1.0)
     t_bus = wait(lambda: rig.bus("Present_Current") == 0.0, 1.0)
