@@ -330,6 +330,7 @@ INSTANT = {  # an instantaneous simulated stage (as bench/charger.py): only soft
     "simulated.voltage_slope": 0.0,
     "simulated.current_slope": 0.0,
     "simulated.dead_time": 0.0,
+    "simulated.wake_time": 0.0,
 }
 
 
