@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from evse_can_ros.core.controller_sim.config import PERIOD, S
+from evse_can_ros.core.controller_sim.config import _SESSION_STATES, PERIOD, S
 from evse_can_ros.core.controller_sim.dialect import Dialect, Step
 from evse_can_ros.core.vehicle import PowerRequest, Vehicle
 from evse_can_ros.protocol import (
@@ -60,17 +60,8 @@ if TYPE_CHECKING:
 RELAY_OPEN_CURRENT = 1.0
 """A: the controller opens its relay at the end of charge below this current (v3 digest 5.3)."""
 
-_INFORMATION_STATES = frozenset(
-    {
-        S.CONNECTED_WITH_FULL_INFO,
-        S.INSULATION_TEST,
-        S.PRECHARGE,
-        S.WAITING_FOR_CHARGE,
-        S.CHARGING,
-        S.ENDING_CHARGE,
-        S.WELDING_DETECTION,
-    }
-)
+_INFORMATION_STATES = _SESSION_STATES - {S.NEGOTIATING_CONNECTION, S.CCS_AUTHORISATION_PROCESS}
+"""The session states once the vehicle's information is known: EV_Information_* are sent."""
 _STANDBY_STATES = frozenset({S.WAITING_FOR_CHARGE, S.ENDING_CHARGE, S.WELDING_DETECTION})
 _ENDING_STATES = frozenset({S.ENDING_CHARGE, S.WELDING_DETECTION})
 
