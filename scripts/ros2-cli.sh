@@ -41,7 +41,8 @@ done
 
 stamp=$WORK/.installed.sha256
 want=$(cat "${tarballs[@]}" "${BASH_SOURCE[0]}" "$REPO/requirements/ros2-cli.txt" \
-         "$REPO/requirements/lock.txt" "$REPO/cmake/python_only_interfaces.cmake" | sha256sum | cut -d' ' -f1)
+         "$REPO/requirements/lock.txt" "$REPO/cmake/python_only_interfaces.cmake" \
+         "$REPO/cmake/idl_parse_cache.py" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ] && [ -x "$VENV/bin/ros2" ] &&
    [ -f "$WORK/install/setup.bash" ]; then
   echo "ros2-cli: up to date ($src)"
@@ -61,8 +62,8 @@ packages=(launch-*/launch launch-*/launch_xml launch-*/launch_yaml launch_ros-*/
           ros2cli-*/ros2node ros2cli-*/ros2topic ros2cli-*/ros2service ros2cli-*/ros2action
           ros2cli-*/ros2param ros2cli-*/ros2interface ros2cli-*/ros2lifecycle ros2cli-*/ros2run)
 (
-  uv pip install --quiet --python "$VENV/bin/python" -r "$REPO/requirements/ros2-cli.txt" &&
-  uv pip install --quiet --python "$VENV/bin/python" --no-deps --no-build-isolation \
+  uv pip install --quiet --compile-bytecode --python "$VENV/bin/python" -r "$REPO/requirements/ros2-cli.txt" &&
+  uv pip install --quiet --compile-bytecode --python "$VENV/bin/python" --no-deps --no-build-isolation \
     "${packages[@]/#/./}"
 ) > "$WORK/pip.log" 2>&1 &
 pip_pid=$!
@@ -70,7 +71,8 @@ pip_pid=$!
 mkdir -p "$WORK/ws/src"
 cp -r rcl_interfaces-*/composition_interfaces "$WORK/ws/src/"
 ncpu=$(nproc 2>/dev/null || echo 2)
-(cd "$WORK/ws" && export MAKEFLAGS="-j$ncpu" CMAKE_BUILD_PARALLEL_LEVEL=$ncpu &&
+(cd "$WORK/ws" && export MAKEFLAGS="-j$ncpu" CMAKE_BUILD_PARALLEL_LEVEL=$ncpu \
+   EVSE_CAN_ROS_IDL_CACHE="$WORK/ws/build/idl-parse-cache" &&  # cmake/idl_parse_cache.py
  colcon --log-base "$WORK/ws/log" build --base-paths src --build-base "$WORK/ws/build" \
    --install-base "$WORK/install" --event-handlers console_direct- status- summary- \
    --cmake-args -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -Wno-dev \

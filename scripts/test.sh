@@ -21,11 +21,11 @@ cd "$REPO"
 existing() { for d in "$@"; do [ -e "$d" ] && printf '%s\n' "$d"; done; }
 failed=()
 echo "== ruff"
-mapfile -t lint_paths < <(existing evse_can_ros test bench launch)
+mapfile -t lint_paths < <(existing evse_can_ros test bench launch cmake)
 ruff check "${lint_paths[@]}" && ruff format --check --quiet "${lint_paths[@]}" || failed+=(ruff)
 echo "== mypy --strict (pure-Python packages)"
 mapfile -t pure < <(existing evse_can_ros/protocol evse_can_ros/config.py evse_can_ros/simulation.py evse_can_ros/text.py evse_can_ros/core evse_can_ros/converter evse_can_ros/nodeset.py \
-                             evse_can_ros/transport evse_can_ros/tools)
+                             evse_can_ros/transport evse_can_ros/tools cmake/idl_parse_cache.py)
 mypy "${pure[@]}" || failed+=(mypy)
 echo "== pytest"
 # `pytest` (not `python -m pytest`): the repo root must not shadow the installed package.
