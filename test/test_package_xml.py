@@ -38,6 +38,7 @@ MODULE_KEYS = {
     "rcl_interfaces": "rcl_interfaces",
     "rclpy": "rclpy",
     "rosbags": "python3-rosbags-pip",
+    "rosidl_parser": "rosidl_parser",
     "sensor_msgs": "sensor_msgs",
     "std_msgs": "std_msgs",
     "std_srvs": "std_srvs",
