@@ -6,7 +6,7 @@
 #
 # Idempotent: a re-run skips the install when requirements/lock.txt is unchanged, re-applies the
 # CMake include-path fix (no-op once applied) and does an incremental colcon build (~3 s).
-# Fresh: ~45 s (uv installs the lock in ~5 s; the interface build takes the rest).
+# Fresh: ~40 s (venv + uv ~7 s, the lock ~3 s, the interface build ~25 s; README "Install").
 # Environment: PYTHON (default python3.11), EVSE_CAN_ROS_STATE (default <repo>/.ros2),
 # ROS_DOMAIN_ID (default: scripts/domain-id.sh, derived from the checkout path; written into
 # env.sh as its default).

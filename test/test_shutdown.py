@@ -86,9 +86,8 @@ def test_run_switches_the_output_off_on_a_signal(sig: int, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_run_with_two_pistols_shuts_down_cleanly(sig: int, tmp_path: Path) -> None:
-    """rclpy's SIGINT handler shuts the context down first, which destroys the nodes: the
-    charger's own destroy then meets nodes without a handle and must neither raise nor skip an
-    output. SIGTERM only ends the spin loop (the handler may run inside a callback)."""
+    """Either signal only ends the spin loop (the handler may run inside a callback); the
+    charger's destroy then turns every output off and destroys the nodes."""
     channel = f"shut-{uuid.uuid4().hex[:6]}"
     proc, log = start(
         [*CLI, "run", "--pistols", "1,2", "--can-interface", "virtual", "--can-channel",
@@ -130,6 +129,44 @@ def test_node_executable_switches_the_output_off_on_sigterm(tmp_path: Path) -> N
     code, text = stop_and_read(proc, log, signal.SIGTERM)
     assert code == 0, text
     assert "output off: released" in text and "DDS domain " in text
+    assert "Traceback" not in text
+
+
+BUSY_NODE = """
+import sys, time
+from rclpy.node import Node
+from evse_can_ros.ros.node_main import run_node
+
+class Busy(Node):
+    def __init__(self):
+        super().__init__("busy_" + sys.argv[1])
+        self.create_timer(0.001, self.tick)
+        print("busy node up", flush=True)
+
+    def tick(self):  # busy in a callback almost all the time
+        try:
+            end = time.monotonic() + 0.05
+            while time.monotonic() < end:
+                pass
+        except KeyboardInterrupt:
+            print("KeyboardInterrupt inside a callback", flush=True)
+            raise
+
+sys.exit(run_node(Busy, "busy", []))
+"""
+
+
+def test_a_signal_never_raises_inside_the_executor(tmp_path: Path) -> None:
+    """Ctrl-C to a node executable sets a flag (node_main._flag_signals) instead of raising
+    KeyboardInterrupt at whatever bytecode the main thread is on: inside the executor's C++ code
+    the EventsExecutor once turned that into a RuntimeError, a traceback and exit code 1."""
+    proc, log = start(
+        [sys.executable, "-c", BUSY_NODE, uuid.uuid4().hex[:6]], "busy node up", tmp_path
+    )
+    time.sleep(0.5)
+    code, text = stop_and_read(proc, log, signal.SIGINT)
+    assert code == 0, text
+    assert "KeyboardInterrupt inside a callback" not in text
     assert "Traceback" not in text
 
 

@@ -199,16 +199,17 @@ def run_charger(options: ChargerOptions) -> int:
     context = init_context(options)
     charger: Charger | None = None
 
-    def on_sigterm(*_: Any) -> None:
+    def on_signal(*_: Any) -> None:
         # end the spin loop, do not shut the context down here: the handler runs between two
         # bytecodes of whatever the main thread does, often inside a node's callback, and the
         # context's shutdown would destroy the nodes under it. destroy() below turns every
-        # output off first, then destroys the nodes.
+        # output off first, then destroys the nodes. Nor raise KeyboardInterrupt there once
+        # running: inside the executor's C++ code it can come out as another error (node_main).
         if charger is None:
             raise KeyboardInterrupt  # still starting: like Ctrl-C
         charger._stop.set()
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         charger = Charger(options, context, executor_kind())  # spun in this (the main) thread
         forward_core_logs(
@@ -222,9 +223,10 @@ def run_charger(options: ChargerOptions) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if charger is not None:
-            charger.destroy()
+            charger.destroy()  # (a signal meanwhile only sets the stop flag again)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         stop_core_log_forwarding()
         _shutdown(context)
     return 0

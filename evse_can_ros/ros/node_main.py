@@ -41,7 +41,8 @@ def run_node(
 ) -> int:
     """Create ``factory(**kwargs)`` and spin it (for ``duration`` seconds if given)."""
     apply_local_dds_defaults()
-    rclpy.init(args=args)
+    signalled = _flag_signals()
+    rclpy.init(args=args)  # rclpy's handlers shut the context down, then call ours
     node = None
     executor = None
     try:
@@ -52,7 +53,9 @@ def run_node(
         executor.add_node(node)
         settle_gc()  # start-up objects never scanned again: short collections under load
         deadline = None if duration is None else time.monotonic() + duration
-        while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
+        while rclpy.ok() and not signalled.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
             spin_slice(executor, 0.1)
         if on_exit is not None:
             on_exit(node)
@@ -62,7 +65,7 @@ def run_node(
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
-        if rclpy.ok():  # a real failure, not the executor noticing a signal shutdown
+        if rclpy.ok() and not signalled.is_set():  # a real failure, not a signal's shutdown
             raise
     finally:
         _ignore_sigint()
@@ -89,6 +92,23 @@ def _executor_kind() -> str:
 
 def _python_level() -> int:
     return logging.DEBUG if os.environ.get("EVSE_CAN_ROS_DEBUG") else logging.INFO
+
+
+def _flag_signals() -> threading.Event:
+    """SIGINT and SIGTERM set the returned flag instead of raising ``KeyboardInterrupt``.
+
+    Python's own SIGINT handler raises ``KeyboardInterrupt`` at whatever bytecode the main thread
+    is on, often inside the executor's C++ code: the EventsExecutor then failed with "RuntimeError:
+    Unable to convert call argument '0' to Python object" while rclpy, on its own thread, had not
+    yet shut the context down (seen once on Ctrl-C to ``ros2 launch``: a traceback, exit code 1).
+    With this handler a signal only sets the flag; rclpy's handlers, installed by ``rclpy.init``
+    on top of it, shut the context down and then call it, and the spin loop stops within a slice.
+    """
+    signalled = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: signalled.set())
+    return signalled
 
 
 def _ignore_sigint() -> None:
