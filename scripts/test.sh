@@ -29,21 +29,32 @@ mapfile -t pure < <(existing evse_can_ros/protocol evse_can_ros/config.py evse_c
 mypy "${pure[@]}" || failed+=(mypy)
 echo "== pytest"
 # `pytest` (not `python -m pytest`): the repo root must not shadow the installed package.
-# Two pytest processes at once: the real-time tests (ROS nodes, processes, threads: marker
-# real_time, test/conftest.py) one after the other at normal priority, as they always ran, and
-# the simulated-clock tests at a lower CPU priority (nice 10, the next ROS_DOMAIN_ID), so that
-# they only take the CPU that the real-time tests leave. Arguments go to both; a half that
-# selects no test (exit 5) is not a failure. `pytest` alone runs everything in one process.
-sim_log=$(mktemp)
+# Three pytest processes at once (markers set in test/conftest.py), each in a DDS domain of its
+# own: the real-time tests that start node processes, ros2 tools and `ros2 launch` (shown live;
+# test_ros2_launch.py uses ROS_DOMAIN_ID + 2), the real-time tests whose nodes run in-process
+# (ROS_DOMAIN_ID + 3), and the simulated-clock tests at a lower CPU priority (nice 10,
+# ROS_DOMAIN_ID + 1), so that they take only the CPU that the real-time tests leave. Most of a
+# real-time test is waiting, so the two real-time halves take about the time of the longer one.
+# Arguments go to all three; a process that selects no test (exit 5) is not a failure.
+# `pytest` alone runs everything in one process.
+sim_log=$(mktemp); inproc_log=$(mktemp)
 ROS_DOMAIN_ID=$((ROS_DOMAIN_ID + 1)) nice -n 10 pytest -m "not real_time" "$@" > "$sim_log" 2>&1 &
 sim_pid=$!
-rt=0; pytest -m real_time "$@" || rt=$?
+ROS_DOMAIN_ID=$((ROS_DOMAIN_ID + 3)) pytest -m "real_time and in_process" "$@" > "$inproc_log" 2>&1 &
+inproc_pid=$!
+rt=0; pytest -m "real_time and not in_process" "$@" || rt=$?
+inproc=0; wait "$inproc_pid" || inproc=$?
 sim=0; wait "$sim_pid" || sim=$?
+echo "== pytest: the in-process real-time tests (ran alongside)"
+cat "$inproc_log"
 echo "== pytest: the simulated-clock tests (ran alongside)"
-cat "$sim_log"; rm -f "$sim_log"
-if [ "$rt" -ne 0 ] && [ "$rt" -ne 5 ]; then failed+=(pytest-real-time); fi
-if [ "$sim" -ne 0 ] && [ "$sim" -ne 5 ]; then failed+=(pytest-simulated-clock); fi
-if [ "$rt" -eq 5 ] && [ "$sim" -eq 5 ]; then failed+=(pytest-no-tests); fi
+cat "$sim_log"; rm -f "$sim_log" "$inproc_log"
+codes=("$rt" "$inproc" "$sim")
+names=(pytest-real-time pytest-in-process pytest-simulated-clock)
+for i in 0 1 2; do
+  if [ "${codes[$i]}" -ne 0 ] && [ "${codes[$i]}" -ne 5 ]; then failed+=("${names[$i]}"); fi
+done
+if [ "$rt" -eq 5 ] && [ "$inproc" -eq 5 ] && [ "$sim" -eq 5 ]; then failed+=(pytest-no-tests); fi
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED: ${failed[*]}" >&2

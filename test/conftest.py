@@ -105,20 +105,42 @@ REAL_TIME = {
 """Files without the ``ros`` marker whose tests also run in real time (threads, processes)."""
 
 
+IN_PROCESS = {
+    "test_e2e_infypower.py",
+    "test_e2e_sim.py",
+    "test_e2e_v3.py",
+    "test_ros_can_bridge.py",
+    "test_ros_charge_server.py",
+    "test_ros_controller_sim.py",
+    "test_ros_converter_driver.py",
+    "test_ros_infypower.py",
+    "test_ros_interfaces.py",
+    "test_ros_runtime.py",
+}
+"""Real-time files whose nodes run in the test's own process (marker ``in_process``)."""
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the real-time tests ``real_time``: the ``ros`` ones and those of REAL_TIME.
+    """Mark the real-time tests ``real_time`` (the ``ros`` ones and those of REAL_TIME), and
+    those of them in IN_PROCESS also ``in_process``.
 
-    scripts/test.sh runs them one after the other in one pytest process and, at the same time,
-    the simulated-clock tests (``-m "not real_time"``) in a second one at a lower CPU priority.
+    scripts/test.sh runs three pytest processes at once, each test after the other in its own:
+    the real-time tests that start node processes, ``ros2`` tools and ``ros2 launch``
+    (``-m "real_time and not in_process"``), the in-process ones (``real_time and in_process``,
+    another DDS domain), and the simulated-clock tests (``not real_time``) at a lower priority.
+    Most of a real-time test is waiting (for discovery, a process, a charge): side by side they
+    take the time of the longer one.
     """
     for item in items:
         if item.get_closest_marker("ros") or item.path.name in REAL_TIME:
             item.add_marker(pytest.mark.real_time)
+            if item.path.name in IN_PROCESS:
+                item.add_marker(pytest.mark.in_process)
     # The tests that first check that no other node is in their DDS domain run before the
     # in-process chargers: a charger's DDS participant outlives its rclpy context for a while.
     # The real ``ros2 launch`` tests (in a domain of their own) run last: by then the
-    # simulated-clock half of scripts/test.sh is over, and their charger has the CPU to itself.
+    # simulated-clock tests of scripts/test.sh are over, and their charger has more of the CPU.
     items.sort(
         key=lambda item: (item.path.name not in DOMAIN_CHECKED_FIRST) + (item.path.name in LAST)
     )
