@@ -122,7 +122,6 @@ class Pistol2:
         from std_srvs.srv import Trigger
 
         self.node = rclpy.create_node("e2e_pistol2", context=charger.context)
-        charger.executor.add_node(self.node)
         ns = pistol_namespace("evse", 2)
         self.client = ActionClient(self.node, Charge, f"{ns}/charge")
         self.ev_emergency = self.node.create_client(Trigger, f"{ns}/simulator/ev_emergency_stop")
@@ -138,6 +137,8 @@ class Pistol2:
             lambda m: self.availability.append(m.availability_name),
             LATCHED,
         )
+        # spun from here on (rclpy adds an ActionClient to its node before it is fully built)
+        charger.executor.add_node(self.node)
         assert self.client.wait_for_server(timeout_sec=10.0)
 
     def close(self) -> None:

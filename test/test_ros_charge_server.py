@@ -77,7 +77,8 @@ class Rig:
         )
         self.steps = count_steps(self.server)
         node = harness.node
-        self.client = ActionClient(node, Charge, f"{self.ns}/charge")
+        with harness.paused():
+            self.client = ActionClient(node, Charge, f"{self.ns}/charge")
         self.status_pub = node.create_publisher(
             ros.PowerModulesStatus, f"{self.ns}/power_modules_status", 10
         )
@@ -291,7 +292,8 @@ def test_goal_before_the_bridge_is_up_keeps_its_authorisation(
         namespace=ns,
         parameter_overrides=[Parameter("node_timeout", value=60.0)],
     )
-    client = ActionClient(harness.node, Charge, f"{ns}/charge")
+    with harness.paused():
+        client = ActionClient(harness.node, Charge, f"{ns}/charge")
     assert client.wait_for_server(timeout_sec=5.0)
     core = server.server
     real_result = core.command_result

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import rclpy
@@ -36,6 +37,7 @@ class RosHarness:
         self.context = new_context()
         self.executor = SingleThreadedExecutor(context=self.context)
         self.nodes: list[Node] = []
+        self._spinning = threading.Lock()
         self.node = self.add(Node, "test_harness")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin, name="harness-spin", daemon=True)
@@ -48,6 +50,17 @@ class RosHarness:
         self.executor.add_node(node)
         return node
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold the executor between two spins, e.g. to create an ``ActionClient`` on a node.
+
+        rclpy adds an ActionClient to its node before it is fully built, and a spin at that
+        moment fails in the executor's thread (``'ActionClient' object has no attribute
+        '_lock'``).
+        """
+        with self._spinning:
+            yield
+
     def remove(self, node: Node) -> None:
         """Remove and destroy a node (e.g. to simulate it dying)."""
         self.executor.remove_node(node)
@@ -57,7 +70,8 @@ class RosHarness:
     def _spin(self) -> None:
         while not self._stop.is_set() and self.context.ok():
             try:
-                self.executor.spin_once(timeout_sec=0.05)
+                with self._spinning:
+                    self.executor.spin_once(timeout_sec=0.05)
             except Exception:  # executor shut down under us at teardown
                 if not self._stop.is_set():
                     raise
