@@ -14,6 +14,7 @@ them); an error instead where CI installed them (EVSE_CAN_ROS_REQUIRE_ROS2_CLI).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -69,8 +70,9 @@ FAST_SIM = {
         }
     },
 }
-# A domain of its own (the run's + 2; scripts/test.sh gives + 1 to the simulated-clock half):
-# empty whatever ran before, so this file can run last, after the CPU-heavy tests are over.
+# A domain of its own (the run's + 2; scripts/test.sh gives + 1 and + 3 to its other pytest
+# processes): empty whatever ran before; this file runs last, when the simulated-clock tests
+# are over.
 DOMAIN = str(int(os.environ["ROS_DOMAIN_ID"]) + 2)
 NODES = ("can_bridge", "converter_driver", "charge_server", "controller_simulator")
 SITE_DRIVER = "/site_a/evse/pistol1/converter_driver"
@@ -160,6 +162,18 @@ def send_goal(ros2: Ros2, pistol: int, goal: str, name: str) -> Proc:
     return ros2.start("action", "send_goal", "-f", topic, CHARGE, goal, name=name)
 
 
+def end_goal_clients(*clients: Proc) -> None:
+    """Ctrl-C to each goal client still running (``send_goal`` then cancels its goal: a failed
+    attempt leaves no charge running, and a retry finds its car as it was), then SIGKILL."""
+    for client in clients:
+        if client.popen.poll() is None:
+            client.interrupt()
+    for client in clients:
+        with contextlib.suppress(AssertionError):
+            client.wait(10)
+        client.kill()
+
+
 LIFECYCLE_SET = ("lifecycle", "set", "--no-daemon", "--spin-time")  # + seconds
 PARAM_SET = ("param", "set", "--no-daemon", "--timeout", "20")  # waits for discovery
 
@@ -245,8 +259,7 @@ def cancel_scenario(charger: Proc, ros2: Ros2) -> None:
         for client in (success, cancel):
             assert UNEXPECTED not in client.output()
     finally:
-        success.kill()
-        cancel.kill()
+        end_goal_clients(success, cancel)
 
 
 FAULTY, STOPPED = "/evse/pistol1/converter_driver", "/evse/pistol2/converter_driver"
@@ -298,7 +311,8 @@ def fault_scenario(charger: Proc, ros2: Ros2) -> None:
         assert lifecycle(ros2, stopped, "set", "activate") == "Transitioning successful"
         charger.wait_for(r"\[evse\.pistol2\.converter_driver\]: converter driver active", 5, mark)
     finally:
-        for proc in (fault, deactivate, *tools):
+        end_goal_clients(fault, deactivate)
+        for proc in tools:
             proc.kill()
 
 
