@@ -1,8 +1,9 @@
 """The ``main`` of every node executable: init, spin until Ctrl-C / SIGTERM, clean exit.
 
 A node that cannot start with its parameters raises ``NodeConfigError``: one line on stderr and
-exit code 2, no traceback. Shutdown by a signal (rclpy handles SIGINT and SIGTERM) is a normal
-exit (code 0); destroying the node turns its outputs off (the converter driver's power stage, the
+exit code 2, no traceback. Shutdown by a signal (SIGINT or SIGTERM: rclpy shuts the context down
+and a flag ends the spin loop, see ``_flag_signals``) is a normal exit (code 0); destroying the
+node turns its outputs off (the converter driver's power stage, the
 bridge's bus), also when something else fails on the way out. The node says at start-up which
 DDS domain and discovery range it uses; the pure cores' logging goes to the node's logger
 (console, ``~/.ros/log``, ``/rosout``). Further Ctrl-Cs during
