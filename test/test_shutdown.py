@@ -7,6 +7,7 @@ an exception in any node's ``destroy_node`` never skips the others.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -168,6 +169,40 @@ def test_a_signal_never_raises_inside_the_executor(tmp_path: Path) -> None:
     assert code == 0, text
     assert "KeyboardInterrupt inside a callback" not in text
     assert "Traceback" not in text
+
+
+def test_a_guarded_error_while_shutting_down_is_safe_and_quiet(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A timer that runs while rclpy shuts the context down (Ctrl-C) fails to publish: the guard
+    still runs the safe-state reaction, whose report cannot be published either. No traceback
+    then (one appeared in the ``ros2 launch`` output); while the context is up it stays loud."""
+    from types import SimpleNamespace
+
+    from evse_can_ros.ros.common import Guard
+
+    up = [False]
+    reactions: list[str] = []
+
+    def publish(*_: Any) -> None:
+        raise RuntimeError("Failed to publish: publisher's context is invalid")
+
+    def on_error(where: str, exc: BaseException) -> None:
+        reactions.append(where)  # (the driver latches its output off here, then publishes)
+        publish()
+
+    node = SimpleNamespace(
+        context=SimpleNamespace(ok=lambda: up[0]), get_logger=lambda: logging.getLogger("node")
+    )
+    guard = Guard(node, on_error)  # type: ignore[arg-type]
+    with caplog.at_level(logging.DEBUG):
+        assert guard("diagnostics", publish) is None
+        assert reactions == ["diagnostics"]
+        assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+        up[0] = True
+        guard("diagnostics", publish)
+    assert reactions == ["diagnostics", "diagnostics"]
+    assert [r for r in caplog.records if r.exc_info], "a failed reaction must be logged loudly"
 
 
 @pytest.mark.parametrize("broken", ["can_bridge", "charge_server", "controller_simulator"])

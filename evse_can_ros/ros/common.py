@@ -71,7 +71,10 @@ class Guard:
             try:
                 self._on_error(where, exc)
             except Exception:
-                log.exception("safe-state reaction failed after an error in %s", where)
+                if self._node.context.ok():
+                    log.exception("safe-state reaction failed after an error in %s", where)
+                else:  # its report could not be published: the context is shut down
+                    log.debug("safe-state report after %s not published (shutting down)", where)
             if self._node.context.ok():
                 self._node.get_logger().error(
                     f"internal error in {self.last_error} (safe state entered, "
