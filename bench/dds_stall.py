@@ -11,11 +11,12 @@ spent sending each service response. Needs the upstream ros2 CLI (scripts/ros2-c
 
     . .ros2/env.sh && python bench/dds_stall.py [--calls 25] [--pause 1.0]
 
-Measured 2026-12-01 (2 cores): ~1 gap of 326-332 ms per 15-25 calls, of which ~230 ms with no
-message published at all and ~100 ms of delivery latency; the same with
-FASTDDS_BUILTIN_TRANSPORTS=UDPv4 (not the shared-memory transport); none in 30 starts of a plain
-rclpy node that calls no service; the list_parameters response is sent in 0.1 ms, and the gap
-ends when that request is served. Not root-caused further.
+Measured 2026-12-01 (2 cores): gaps of 326-332 ms, about one per 15-25 calls in some runs and
+none in 50 in others; the same with FASTDDS_BUILTIN_TRANSPORTS=UDPv4 (not the shared-memory
+transport); none in 30 starts of a plain rclpy node that calls no service. The first message
+after a gap is ~90 ms old: the subscriber's 10-deep history at 100 Hz, so it is the subscribing
+side that was not served for the whole gap, while the publisher kept its 100 Hz (a watchdog on
+its timer saw no late tick) and sent the list_parameters response in 0.1 ms. Not root-caused.
 """
 
 from __future__ import annotations
