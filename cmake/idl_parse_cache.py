@@ -7,7 +7,8 @@ EVSE_CAN_ROS_IDL_CACHE (a folder) for its colcon builds, and a one-line .pth fil
 the venv calls install() at the start of every Python process while that variable is set;
 install() acts only in a process started as a rosidl generator. It wraps
 ``rosidl_parser.parser.parse_idl_string``: the parsed content is pickled under the sha256 of the
-IDL text (with the parser's version), and the next generator loads it instead of parsing again.
+IDL text salted with the parser's own sources, and the next generator loads it instead of
+parsing again.
 A generator gets the same content as from a parse (test/test_build_helpers.py compares them),
 so the code it writes is the same: a whole build with and without the cache wrote the same 481
 files byte for byte (2026-12-01). Nothing of this runs outside those builds.

@@ -104,6 +104,9 @@ def _flag_signals() -> threading.Event:
     yet shut the context down (seen once on Ctrl-C to ``ros2 launch``: a traceback, exit code 1).
     With this handler a signal only sets the flag; rclpy's handlers, installed by ``rclpy.init``
     on top of it, shut the context down and then call it, and the spin loop stops within a slice.
+    Installed before ``rclpy.init`` on purpose: the context's shutdown is what wakes an executor
+    that never idles (``spin_until_future_complete`` checks its timeout only between callbacks),
+    so a flag alone would not stop a busy node (test_shutdown.py's busy node then hangs).
     """
     signalled = threading.Event()
     if threading.current_thread() is threading.main_thread():
